@@ -1,0 +1,1 @@
+"""daytona_local: a Daytona-compatible server for one Linux machine."""

@@ -1,0 +1,1 @@
+"""deepagents-daytona: one Daytona sandbox per LangGraph thread."""
