@@ -1,0 +1,82 @@
+"""The daytona_local ASGI app: control plane under /api, toolbox daemon under /toolbox/{sandbox_id}."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from . import control_plane, toolbox_files, toolbox_process
+from .errors import DaemonError, install_handlers
+from .middleware import RequestCounter, ServerMiddleware
+from .sandboxes import HOME, SandboxService
+from .settings import ServerSettings
+from .store import Store
+
+log = logging.getLogger("daytona_local")
+
+toolbox = APIRouter(prefix="/toolbox/{sandbox_id}")
+toolbox.include_router(toolbox_process.router)
+toolbox.include_router(toolbox_files.router)
+
+
+@toolbox.get("/work-dir")
+@toolbox.get("/user-home-dir")
+@toolbox.get("/project-dir")
+async def home_dir(request: Request, sandbox_id: str) -> JSONResponse:
+    request.app.state.service.container_for(sandbox_id)
+    return JSONResponse({"dir": HOME})
+
+
+@toolbox.get("/version")
+async def version(request: Request, sandbox_id: str) -> JSONResponse:
+    request.app.state.service.container_for(sandbox_id)
+    return JSONResponse({"version": "daytona-local"})
+
+
+@toolbox.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+async def unknown_toolbox_route(sandbox_id: str, rest: str) -> JSONResponse:
+    raise DaemonError(404, f"not found: daytona_local does not implement /{rest}")
+
+
+def create_app(settings: ServerSettings, counter: RequestCounter | None = None) -> FastAPI:
+    """Build the app for `settings`; the lifespan starts the auto-stop/archive/delete timers."""
+    store = Store(settings.data_dir)
+    service = SandboxService(settings, store)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timers = asyncio.create_task(service.run_timers())
+        try:
+            yield
+        finally:
+            timers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timers
+            await service.shutdown()
+
+    app = FastAPI(title="daytona_local", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
+    app.state.service = service
+    app.state.counter = counter or RequestCounter()
+    install_handlers(app, bare_fs_errors=settings.bare_fs_errors)
+    app.include_router(control_plane.router)
+    app.include_router(toolbox)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(
+        ServerMiddleware,
+        api_key=settings.api_key.get_secret_value(),
+        latency_ms=settings.latency_ms,
+        fault_rate=settings.fault_rate,
+        fault_seed=settings.fault_seed,
+        counter=app.state.counter,
+    )
+    return app

@@ -1,0 +1,432 @@
+"""The toolbox file API on the host, seen through a sandbox's `MountPlan`.
+
+Every path is resolved in the sandbox's own view (its mounts and its symlinks), so the API sees
+exactly what the sandbox's processes see and nothing outside it. Errors are `DaemonError`s with
+the daemon's codes (FILE_NOT_FOUND, FILE_ACCESS_DENIED, INVALID_FILE_PATH). All calls block on
+disk I/O: the routes run them in worker threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from .errors import DaemonError
+from .mounts import MountPlan, Resolved, normalize
+
+MAX_PATH = 4096
+MAX_NAME = 255
+BINARY_PROBE = 512
+
+
+def _go_mode(mode: int) -> str:
+    """Go's FileMode.String(): type letters (or '-') then rwxrwxrwx."""
+    letters = ""
+    if stat.S_ISDIR(mode):
+        letters += "d"
+    if stat.S_ISLNK(mode):
+        letters += "L"
+    if stat.S_ISBLK(mode) or stat.S_ISCHR(mode):
+        letters += "D"
+    if stat.S_ISFIFO(mode):
+        letters += "p"
+    if stat.S_ISSOCK(mode):
+        letters += "S"
+    if mode & stat.S_ISUID:
+        letters += "u"
+    if mode & stat.S_ISGID:
+        letters += "g"
+    if stat.S_ISCHR(mode):
+        letters += "c"
+    if mode & stat.S_ISVTX:
+        letters += "t"
+    perms = "".join(ch if mode & (1 << (8 - i)) else "-" for i, ch in enumerate("rwxrwxrwx"))
+    return (letters or "-") + perms
+
+
+def _go_time(moment: datetime) -> str:
+    """Go's time.String() for a UTC time, e.g. '2026-06-23 13:33:38.123456789 +0000 UTC'."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f") + "000 +0000 UTC"
+
+
+def file_info(name: str, sandbox_path: str, st: os.stat_result | None) -> dict[str, object]:
+    if st is None:  # a directory of the synthetic root around the mounts
+        mode, size, uid, gid, mtime = stat.S_IFDIR | 0o555, 0, 0, 0, 0.0
+    else:
+        mode, size, uid, gid, mtime = st.st_mode, st.st_size, st.st_uid, st.st_gid, st.st_mtime
+    moment = datetime.fromtimestamp(mtime, UTC)
+    return {
+        "name": name,
+        "path": sandbox_path,
+        "isDir": stat.S_ISDIR(mode),
+        "size": size,
+        "mode": _go_mode(mode),
+        "permissions": f"{stat.S_IMODE(mode) & 0o777:04o}",
+        "owner": str(uid),
+        "group": str(gid),
+        "modTime": _go_time(moment),
+        "modifiedAt": moment.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def os_error(exc: OSError, path: str) -> DaemonError:
+    """Translate an OSError into the daemon's reply for `path` (the path as the client sent it)."""
+    if isinstance(exc, DaemonError):
+        return exc
+    code = exc.errno
+    if code == errno.ENOENT:
+        return DaemonError(404, f"file not found: {path}", "FILE_NOT_FOUND")
+    if code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DaemonError(403, f"permission denied: {path}", "FILE_ACCESS_DENIED")
+    if code == errno.EISDIR:
+        return DaemonError(400, f"invalid file path: path points to a directory: {path}", "INVALID_FILE_PATH")
+    if code == errno.ENOTDIR:
+        return DaemonError(400, f"invalid file path: not a directory: {path}", "INVALID_FILE_PATH")
+    if code == errno.EEXIST:
+        return DaemonError(409, f"conflict: file already exists: {path}")
+    if code in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL):
+        return DaemonError(400, f"invalid file path: {exc.strerror}: {path}", "INVALID_FILE_PATH")
+    if code == errno.ENOTEMPTY:
+        return DaemonError(409, f"conflict: directory not empty: {path}")
+    return DaemonError(400, f"bad request: {exc.strerror or exc}: {path}")
+
+
+@dataclass
+class Target:
+    """A resolved request path: what the client asked for, where it lives in the sandbox and host."""
+
+    requested: str
+    sandbox_path: str
+    host_path: str | None
+    writable: bool
+
+
+class SandboxFiles:
+    """File operations of one sandbox."""
+
+    def __init__(self, plan: MountPlan, work_dir: str, owner: tuple[int, int] | None) -> None:
+        self.plan = plan
+        self.work_dir = work_dir
+        self.owner = owner
+
+    # ---- resolution ---------------------------------------------------------------------------
+    def target(self, path: str | None, *, follow: bool = True) -> Target:
+        if path is None or path == "":
+            raise DaemonError(400, "invalid file path: path is empty", "INVALID_FILE_PATH")
+        if "\x00" in path:
+            raise DaemonError(400, "invalid file path: path contains a NUL byte", "INVALID_FILE_PATH")
+        if len(path) > MAX_PATH or any(len(part) > MAX_NAME for part in path.split("/")):
+            raise DaemonError(400, "invalid file path: file name too long", "INVALID_FILE_PATH")
+        try:
+            resolved: Resolved = self.plan.resolve(normalize(path, self.work_dir), follow_final=follow)
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+        return Target(path, resolved.sandbox_path, resolved.host_path, resolved.writable)
+
+    def _writable(self, target: Target) -> str:
+        if target.host_path is None or not target.writable or self._is_mount_point(target.sandbox_path):
+            raise DaemonError(403, f"permission denied: {target.requested}", "FILE_ACCESS_DENIED")
+        return target.host_path
+
+    def _is_mount_point(self, sandbox_path: str) -> bool:
+        return any(m.sandbox_path == sandbox_path for m in self.plan.mounts)
+
+    def _chown(self, host_path: str) -> None:
+        if self.owner is not None:
+            os.chown(host_path, *self.owner, follow_symlinks=False)
+
+    def _make_parents(self, target: Target) -> None:
+        """mkdir -p for the parent of `target`, each new directory owned by the sandbox user."""
+        parent = os.path.dirname(target.sandbox_path)
+        missing: list[str] = []
+        while True:
+            resolved = self.target(parent)
+            if resolved.host_path is None or os.path.exists(resolved.host_path):
+                break
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        for directory in reversed(missing):
+            host = self._writable(self.target(directory))
+            os.mkdir(host, 0o755)
+            self._chown(host)
+
+    # ---- reading ------------------------------------------------------------------------------
+    def _stat(self, target: Target) -> os.stat_result | None:
+        if target.host_path is None:
+            return None
+        return os.stat(target.host_path)
+
+    def info(self, path: str) -> dict[str, object]:
+        target = self.target(path)
+        try:
+            st = self._stat(target)
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+        return file_info(os.path.basename(target.sandbox_path) or "/", target.sandbox_path, st)
+
+    def _children(self, directory: str, host: str | None) -> list[tuple[str, str, str | None]]:
+        """(name, sandbox path, host path) of a directory's entries, mount points included."""
+        names = set(self.plan.virtual_children(directory))
+        if host is not None:
+            names.update(os.listdir(host))
+        base = directory.rstrip("/")
+        result = []
+        for name in sorted(names):
+            child = f"{base}/{name}"
+            try:
+                mapped = self.plan.host_path(child)
+            except FileNotFoundError:
+                continue
+            result.append((name, child, mapped.host_path))
+        return result
+
+    def list(self, path: str | None, depth: int | None = None) -> list[dict[str, object]]:
+        target = self.target(path or ".")
+        try:
+            st = self._stat(target)
+            if st is not None and not stat.S_ISDIR(st.st_mode):
+                raise DaemonError(400, f"bad request: not a directory: {path}")
+            return self._list(target.sandbox_path, target.host_path, max(depth or 1, 1))
+        except OSError as exc:
+            raise os_error(exc, path or ".") from exc
+
+    def _list(self, directory: str, host: str | None, depth: int) -> list[dict[str, object]]:
+        entries: list[dict[str, object]] = []
+        for name, child, child_host in self._children(directory, host):
+            try:
+                resolved = self.plan.resolve(child) if child_host and os.path.islink(child_host) else None
+                real_host = resolved.host_path if resolved else child_host
+                st = os.stat(real_host) if real_host is not None else None
+            except OSError:
+                continue  # broken links are left out, as the daemon does
+            entries.append(file_info(name, child, st))
+            is_dir = st is None or stat.S_ISDIR(st.st_mode)
+            if depth > 1 and is_dir and (child_host is None or not os.path.islink(child_host)):
+                entries.extend(self._list(child, child_host, depth - 1))
+        return entries
+
+    def open_read(self, path: str) -> tuple[BinaryIO, int]:
+        """Open a regular file for download; size from the open descriptor."""
+        target = self.target(path)
+        if target.host_path is None:
+            raise os_error(OSError(errno.EISDIR, "is a directory"), path)
+        try:
+            fd = os.open(target.host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            raise os_error(OSError(errno.EISDIR, "is a directory"), path)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise DaemonError(400, f"invalid file path: not a regular file: {path}", "INVALID_FILE_PATH")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st.st_size
+
+    # ---- writing ------------------------------------------------------------------------------
+    def open_write(self, path: str) -> BinaryIO:
+        """Create or truncate a file for upload (parents made, an existing file keeps its mode)."""
+        target = self.target(path)
+        try:
+            host = self._writable(target)
+            self._make_parents(target)
+            existed = os.path.lexists(host)
+            fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            if not existed and self.owner is not None:
+                os.fchown(fd, *self.owner)
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+        return os.fdopen(fd, "wb")
+
+    def delete(self, path: str, recursive: bool) -> None:
+        target = self.target(path, follow=False)
+        try:
+            host = self._writable(target)
+            st = os.lstat(host)
+            if stat.S_ISDIR(st.st_mode):
+                if not recursive:
+                    raise DaemonError(400, f"bad request: cannot delete directory without recursive flag: {path}")
+                shutil.rmtree(host)
+            else:
+                os.unlink(host)
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+
+    def make_folder(self, path: str, mode: str | None) -> None:
+        try:
+            bits = int(mode, 8) if mode else 0o755
+        except ValueError:
+            raise DaemonError(400, f"bad request: invalid mode: {mode}") from None
+        if not 0 <= bits <= 0o777:
+            raise DaemonError(400, f"bad request: invalid mode: {mode}")
+        target = self.target(path)
+        try:
+            if target.host_path is not None and os.path.isdir(target.host_path):
+                return
+            host = self._writable(target)
+            self._make_parents(target)
+            os.mkdir(host, bits)
+            self._chown(host)
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+
+    def move(self, source: str, destination: str) -> None:
+        src = self.target(source, follow=False)
+        dst = self.target(destination, follow=False)
+        try:
+            src_host = self._writable(src)
+            dst_host = self._writable(dst)
+            os.lstat(src_host)
+            if os.path.lexists(dst_host):
+                raise DaemonError(409, f"conflict: destination already exists: {destination}")
+            if not os.path.isdir(os.path.dirname(dst_host)):
+                raise DaemonError(404, f"not found: destination directory does not exist: {destination}")
+            if dst.sandbox_path.startswith(src.sandbox_path.rstrip("/") + "/"):
+                raise DaemonError(400, f"bad request: cannot move a directory into itself: {destination}")
+            try:
+                os.rename(src_host, dst_host)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                shutil.move(src_host, dst_host)
+        except OSError as exc:
+            raise os_error(exc, source) from exc
+
+    def set_permissions(self, path: str, mode: str | None, owner: str | None, group: str | None) -> None:
+        target = self.target(path)
+        try:
+            host = self._writable(target)
+            if mode:
+                try:
+                    bits = int(mode, 8)
+                except ValueError:
+                    raise DaemonError(400, f"bad request: invalid mode: {mode}") from None
+                if not 0 <= bits <= 0o7777:
+                    raise DaemonError(400, f"bad request: invalid mode: {mode}")
+                # set-id bits are dropped: the sandbox user must never gain another identity.
+                os.chmod(host, bits & 0o1777)
+            for who in (owner, group):
+                if who and who not in self._own_identities():
+                    raise DaemonError(400, f"bad request: chown {path}: operation not permitted")
+            if not os.path.exists(host):
+                raise os_error(OSError(errno.ENOENT, "missing"), path)
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+
+    def _own_identities(self) -> set[str]:
+        uid = self.owner[0] if self.owner else os.getuid()
+        return {str(uid), "daytona"}
+
+    # ---- searching ----------------------------------------------------------------------------
+    def walk(self, target: Target) -> Iterator[tuple[str, str | None, bool]]:
+        """Depth-first, lexical order, symlinks not followed: (sandbox path, host path, is_dir)."""
+        stack = [(target.sandbox_path, target.host_path)]
+        while stack:
+            directory, host = stack.pop()
+            try:
+                children = self._children(directory, host)
+            except OSError:
+                continue
+            subdirs = []
+            for _name, child, child_host in children:
+                try:
+                    st = os.lstat(child_host) if child_host is not None else None
+                except OSError:
+                    continue
+                is_dir = st is None or stat.S_ISDIR(st.st_mode)
+                yield child, child_host, is_dir
+                if is_dir:
+                    subdirs.append((child, child_host))
+            stack.extend(reversed(subdirs))
+
+    @staticmethod
+    def _display(requested: str, resolved_root: str, sandbox_path: str) -> str:
+        """Paths come back joined to the root as the client gave it (relative stays relative)."""
+        if requested.startswith("/"):
+            return sandbox_path
+        rest = sandbox_path[len(resolved_root) :].lstrip("/")
+        base = requested.rstrip("/") or "."
+        return f"{base}/{rest}" if rest else requested
+
+    def find(self, path: str, pattern: str) -> list[dict[str, object]]:
+        if not path or not pattern:
+            raise DaemonError(400, "bad request: path and pattern are required")
+        target = self.target(path)
+        if target.host_path is None:
+            files: Iterator[tuple[str, str | None, bool]] = self.walk(target)
+        elif not os.path.exists(target.host_path):
+            return []
+        elif os.path.isdir(target.host_path):
+            files = self.walk(target)
+        else:
+            files = iter([(target.sandbox_path, target.host_path, False)])
+        needle = pattern.encode()
+        matches: list[dict[str, object]] = []
+        for sandbox_path, host, is_dir in files:
+            if is_dir or host is None:
+                continue
+            try:
+                with open(host, "rb") as handle:
+                    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                        continue
+                    head = handle.read(BINARY_PROBE)
+                    if not head or b"\x00" in head:
+                        continue
+                    handle.seek(0)
+                    for number, raw in enumerate(handle, start=1):
+                        if needle in raw:
+                            line = raw.rstrip(b"\n").rstrip(b"\r").decode("utf-8", errors="replace")
+                            matches.append(
+                                {
+                                    "file": self._display(path, target.sandbox_path, sandbox_path),
+                                    "line": number,
+                                    "content": line,
+                                }
+                            )
+            except OSError:
+                continue
+        return matches
+
+    def search(self, path: str, pattern: str) -> list[str]:
+        if not path or not pattern:
+            raise DaemonError(400, "bad request: path and pattern are required")
+        target = self.target(path)
+        if target.host_path is not None and not os.path.exists(target.host_path):
+            return []
+        if "/" in pattern:
+            return []
+        found = []
+        root_name = os.path.basename(target.sandbox_path)
+        if fnmatch.fnmatchcase(root_name, pattern):
+            found.append(self._display(path, target.sandbox_path, target.sandbox_path))
+        if target.host_path is None or os.path.isdir(target.host_path):
+            for sandbox_path, _host, _is_dir in self.walk(target):
+                if fnmatch.fnmatchcase(os.path.basename(sandbox_path), pattern):
+                    found.append(self._display(path, target.sandbox_path, sandbox_path))
+        return found
+
+    def replace(self, files: list[str], pattern: str, new_value: str) -> list[dict[str, object]]:
+        results: list[dict[str, object]] = []
+        old, new = pattern.encode(), new_value.encode()
+        for path in files:
+            try:
+                target = self.target(path)
+                host = self._writable(target)
+                with open(host, "rb") as handle:
+                    content = handle.read()
+                fd = os.open(host, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(content.replace(old, new))
+                results.append({"file": path, "success": True})
+            except (OSError, DaemonError) as exc:
+                error = exc.message if isinstance(exc, DaemonError) else f"{exc.strerror}: {path}"
+                results.append({"file": path, "success": False, "error": error})
+        return results

@@ -1,0 +1,113 @@
+"""ASGI middleware in front of every route: bearer auth, and the test knobs (latency, faults).
+
+Faults are drawn from one seeded generator, so a run with the same seed and the same request
+sequence fails the same requests. Half the faults strike before the handler runs (nothing
+happened), half after it ran (it happened, but the client never hears so): a client that retries
+must not duplicate or lose anything in either case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import random
+import threading
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import api_body, daemon_body
+
+
+class DroppedConnection(Exception):
+    """Raised after a partial response so the server closes the connection mid-reply."""
+
+
+class RequestCounter:
+    """Requests answered so far; benchmarks read it to count round trips."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.value = 0
+
+    def add(self) -> None:
+        with self._lock:
+            self.value += 1
+
+
+class ServerMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        api_key: str,
+        latency_ms: float,
+        fault_rate: float,
+        fault_seed: int,
+        counter: RequestCounter,
+    ) -> None:
+        self.app = app
+        self.api_key = api_key.encode()
+        self.latency = latency_ms / 1000
+        self.fault_rate = fault_rate
+        self.random = random.Random(fault_seed)
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.counter.add()
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        path: str = scope["path"]
+        if path.startswith(("/api/", "/toolbox/")) and not self._authorized(scope):
+            await self._reply(scope, send, 401, "unauthorized: invalid or missing API key")
+            return
+        fault = self._draw_fault()
+        if fault in ("502-before", "503-before"):
+            await self._reply(scope, send, int(fault[:3]), "injected fault")
+            return
+        if fault == "drop-before":
+            await self._drop(send)
+        if fault in ("502-after", "drop-after"):
+            await self.app(scope, receive, self._swallow)
+            if fault == "drop-after":
+                await self._drop(send)
+            await self._reply(scope, send, 502, "injected fault after the request was handled")
+            return
+        await self.app(scope, receive, send)
+
+    def _draw_fault(self) -> str | None:
+        if not self.fault_rate or self.random.random() >= self.fault_rate:
+            return None
+        return self.random.choice(["502-before", "503-before", "drop-before", "502-after", "drop-after"])
+
+    @staticmethod
+    async def _swallow(message: Message) -> None:
+        return None
+
+    @staticmethod
+    async def _drop(send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]})
+        raise DroppedConnection("injected dropped connection")
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.api_key)
+        return False
+
+    @staticmethod
+    async def _reply(scope: Scope, send: Send, status: int, message: str) -> None:
+        path: str = scope["path"]
+        if path.startswith("/toolbox/"):
+            code = {401: "UNAUTHORIZED", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}[status]
+            body = daemon_body(status, message, code, path, scope["method"])
+        else:
+            body = api_body(status, message, path)
+        payload = json.dumps(body).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})

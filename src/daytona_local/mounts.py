@@ -1,0 +1,190 @@
+"""What a sandbox sees: the mount plan given to bubblewrap, and the same plan used to map paths.
+
+One `MountPlan` describes a sandbox's filesystem. `bwrap_args()` turns it into bubblewrap arguments
+for the processes; `resolve()` maps a sandbox path to a host path for the toolbox file API, following
+symbolic links inside the sandbox's view (never the host's), so both see exactly the same tree and a
+link such as ``~/x -> /etc/shadow`` leads where it leads inside the sandbox, not on the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_SYMLINKS = 40
+
+# Host directories a shell, coreutils and python3 need; bound read-only when present.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Host files and directories under /etc that programs read; nothing secret (no shadow, no ssh keys).
+SYSTEM_ETC = (
+    "alternatives",
+    "bash.bashrc",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "debian_version",
+    "host.conf",
+    "hosts",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "profile",
+    "protocols",
+    "python3",
+    "python3.11",
+    "resolv.conf",
+    "services",
+    "shells",
+    "ssl",
+    "timezone",
+)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host path shown at `sandbox_path`; `writable` says whether the sandbox may change it."""
+
+    sandbox_path: str
+    host_path: str
+    writable: bool
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A sandbox path after symlink resolution: the host path behind it, or None for a virtual dir."""
+
+    sandbox_path: str
+    host_path: str | None
+    writable: bool
+
+
+@dataclass
+class MountPlan:
+    """The filesystem of one sandbox: bind mounts, symlinks, and the synthetic root around them."""
+
+    mounts: list[Mount] = field(default_factory=list)
+    symlinks: dict[str, str] = field(default_factory=dict)
+
+    def add(self, sandbox_path: str, host_path: str | Path, writable: bool) -> None:
+        self.mounts.append(Mount(sandbox_path, str(host_path), writable))
+
+    def add_system(self, etc_dir: Path) -> None:
+        """Bind the host's system directories read-only, and `etc_dir` (generated files) over /etc.
+
+        The mount points of the /etc entries are made in `etc_dir` first: bubblewrap cannot create
+        them inside a read-only bind.
+        """
+        for path in SYSTEM_DIRS:
+            if os.path.islink(path):
+                self.symlinks[path] = os.readlink(path)
+            elif os.path.isdir(path):
+                self.add(path, path, writable=False)
+        self.add("/etc", etc_dir, writable=False)
+        for name in SYSTEM_ETC:
+            host = f"/etc/{name}"
+            if os.path.lexists(host):
+                placeholder = etc_dir / name
+                if os.path.isdir(host):
+                    placeholder.mkdir(exist_ok=True)
+                elif not placeholder.exists():
+                    placeholder.touch()
+                self.add(f"/etc/{name}", host, writable=False)
+
+    def bwrap_args(self) -> list[str]:
+        """Arguments that make bubblewrap build this view; parents before children."""
+        args: list[str] = []
+        for mount in sorted(self.mounts, key=lambda m: m.sandbox_path.count("/")):
+            flag = "--bind" if mount.writable else "--ro-bind"
+            args += [flag, mount.host_path, mount.sandbox_path]
+        for path, target in sorted(self.symlinks.items()):
+            args += ["--symlink", target, path]
+        return args
+
+    def _mount_for(self, sandbox_path: str) -> Mount | None:
+        best: Mount | None = None
+        for mount in self.mounts:
+            prefix = mount.sandbox_path
+            if (sandbox_path == prefix or sandbox_path.startswith(prefix.rstrip("/") + "/")) and (
+                best is None or len(prefix) > len(best.sandbox_path)
+            ):
+                best = mount
+        return best
+
+    def _is_virtual_dir(self, sandbox_path: str) -> bool:
+        prefix = sandbox_path.rstrip("/") + "/"
+        return sandbox_path == "/" or any(
+            p.startswith(prefix) for p in [m.sandbox_path for m in self.mounts] + list(self.symlinks)
+        )
+
+    def virtual_children(self, sandbox_path: str) -> list[str]:
+        """Names shown inside a directory of the synthetic root (the parents of mount points)."""
+        prefix = sandbox_path.rstrip("/") + "/"
+        names = {
+            p[len(prefix) :].split("/", 1)[0]
+            for p in [m.sandbox_path for m in self.mounts] + list(self.symlinks)
+            if p.startswith(prefix)
+        }
+        return sorted(names)
+
+    def host_path(self, sandbox_path: str) -> Resolved:
+        """Map an already resolved sandbox path, without following anything."""
+        mount = self._mount_for(sandbox_path)
+        if mount is None:
+            if self._is_virtual_dir(sandbox_path):
+                return Resolved(sandbox_path, None, False)
+            raise FileNotFoundError(errno.ENOENT, "no such file or directory", sandbox_path)
+        rest = sandbox_path[len(mount.sandbox_path) :].lstrip("/")
+        host = os.path.join(mount.host_path, rest) if rest else mount.host_path
+        return Resolved(sandbox_path, host, mount.writable)
+
+    def resolve(self, sandbox_path: str, follow_final: bool = True) -> Resolved:
+        """Resolve an absolute sandbox path through the sandbox's own symlinks."""
+        pending = [p for p in sandbox_path.split("/") if p]
+        done: list[str] = []
+        hops = 0
+        while pending:
+            part = pending.pop(0)
+            if part == ".":
+                continue
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            candidate = "/" + "/".join([*done, part])
+            target = self.symlinks.get(candidate)
+            if target is None and (pending or follow_final):
+                mapped = self.host_path(candidate) if self._exists_in_view(candidate) else None
+                if mapped is not None and mapped.host_path is not None and os.path.islink(mapped.host_path):
+                    target = os.readlink(mapped.host_path)
+            if target is not None and (pending or follow_final):
+                hops += 1
+                if hops > MAX_SYMLINKS:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links", sandbox_path)
+                if target.startswith("/"):
+                    done = []
+                pending = [p for p in target.split("/") if p] + pending
+                continue
+            done.append(part)
+        return self.host_path("/" + "/".join(done))
+
+    def _exists_in_view(self, sandbox_path: str) -> bool:
+        try:
+            self.host_path(sandbox_path)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+def normalize(path: str, cwd: str) -> str:
+    """Make a request path absolute against the work dir and collapse `.` and `..` lexically."""
+    if "\x00" in path:
+        raise ValueError("path contains a NUL byte")
+    joined = path if path.startswith("/") else posixpath.join(cwd, path)
+    return posixpath.normpath(joined).replace("//", "/") or "/"

@@ -1,0 +1,304 @@
+"""Running a sandbox: one bubblewrap container per started sandbox, commands spawned inside it.
+
+`Container.start()` launches bubblewrap with the sandbox's `MountPlan` and new PID, IPC, UTS (and,
+unless allowed, network) namespaces; inside, `sandbox_init` waits for spawn requests on a socket
+pair. `Container.stop()` kills that first process, and the kernel ends every other process of the
+PID namespace with it. `--isolation none` runs the same init directly on the host (no namespaces,
+no mount view): only for machines without bubblewrap, and loudly so.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .mounts import MountPlan
+
+INIT_SOURCE = (Path(__file__).parent / "sandbox_init.py").read_bytes()
+READ_CHUNK = 1 << 16
+# Output kept of one command; beyond it the rest is read and dropped so the command is not blocked.
+MAX_OUTPUT = 64 << 20
+
+
+class SpawnError(Exception):
+    """The command could not start (for example its working directory does not exist)."""
+
+
+class ContainerGone(Exception):
+    """The sandbox's container is no longer running."""
+
+
+def bubblewrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+def sandbox_python() -> str:
+    """The python3 that runs `sandbox_init`: one the sandbox can see under /usr, else the server's."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return sys.executable
+
+
+@dataclass
+class Command:
+    """One spawned process: its exit code arrives on `exited`."""
+
+    id: int
+    pid: int
+    exited: asyncio.Future[int]
+
+
+class Container:
+    """The running processes of one sandbox, reached through the init's control socket."""
+
+    def __init__(
+        self,
+        plan: MountPlan,
+        *,
+        hostname: str,
+        isolation: str,
+        network: bool,
+        uid: int | None,
+        gid: int | None,
+        cwd: str,
+    ) -> None:
+        self._plan = plan
+        self._hostname = hostname
+        self._isolation = isolation
+        self._network = network
+        self._uid = uid
+        self._gid = gid
+        self._cwd = cwd
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[int]] = {}
+        self._exits: dict[int, asyncio.Future[int]] = {}
+        self._ready: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None and self._sock is not None
+
+    def _argv(self, control_fd: int, init_fd: int) -> list[str]:
+        # The init's source comes in through an inherited memfd: nothing to mount, a short argv.
+        init = [sandbox_python(), "-I", "-S", f"/proc/self/fd/{init_fd}", str(control_fd)]
+        init += [
+            str(self._uid) if self._uid is not None else "-",
+            str(self._gid) if self._gid is not None else "-",
+        ]
+        if self._isolation == "none":
+            return init
+        args = [
+            bubblewrap_path() or "bwrap",
+            "--die-with-parent",
+            "--new-session",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname",
+            self._hostname,
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--clearenv",
+        ]
+        if not self._network:
+            args.append("--unshare-net")
+        args += self._plan.bwrap_args()
+        args += ["--chdir", self._cwd, "--"]
+        return args + init
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        init_fd = os.memfd_create("sandbox_init")
+        os.write(init_fd, INIT_SOURCE)
+        try:
+            self._proc = subprocess.Popen(
+                self._argv(theirs.fileno(), init_fd),
+                pass_fds=(theirs.fileno(), init_fd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                cwd=self._cwd if self._isolation == "none" else "/",
+            )
+        finally:
+            theirs.close()
+            os.close(init_fd)
+        ours.setblocking(False)
+        self._sock = ours
+        self._ready = self._loop.create_future()
+        self._loop.add_reader(ours.fileno(), self._on_message)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), timeout=30)
+        except (TimeoutError, ContainerGone) as exc:
+            error = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+            await self.stop()
+            raise ContainerGone(f"sandbox container failed to start: {error.strip() or exc}") from exc
+        if self._proc.stderr:
+            self._proc.stderr.close()
+
+    def _on_message(self) -> None:
+        assert self._sock is not None
+        try:
+            data = self._sock.recv(1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._closed()
+            return
+        message = json.loads(data)
+        if message.get("ready"):
+            if self._ready and not self._ready.done():
+                self._ready.set_result(None)
+            return
+        command_id = message["id"]
+        if "pid" in message:
+            self._resolve(self._pending.pop(command_id, None), message["pid"])
+        elif "error" in message:
+            future = self._pending.pop(command_id, None)
+            self._exits.pop(command_id, None)
+            if future and not future.done():
+                future.set_exception(SpawnError(message["error"]))
+        elif "exit" in message:
+            self._resolve(self._exits.pop(command_id, None), message["exit"])
+
+    @staticmethod
+    def _resolve(future: asyncio.Future[int] | None, value: int) -> None:
+        if future is not None and not future.done():
+            future.set_result(value)
+
+    def _closed(self) -> None:
+        if self._loop and self._sock:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+        self._sock = None
+        gone = ContainerGone("sandbox stopped")
+        for future in [*self._pending.values(), *self._exits.values()]:
+            if not future.done():
+                future.set_exception(gone)
+        if self._ready and not self._ready.done():
+            self._ready.set_exception(gone)
+        self._pending.clear()
+        self._exits.clear()
+
+    async def spawn(
+        self, argv: list[str], *, cwd: str, env: Mapping[str, str], stdin: int, stdout: int, stderr: int
+    ) -> Command:
+        """Start `argv` inside the sandbox in its own process group; the fds are duplicated into it."""
+        if not self.running or self._loop is None or self._sock is None:
+            raise ContainerGone("sandbox is not running")
+        command_id = next(self._ids)
+        started: asyncio.Future[int] = self._loop.create_future()
+        exited: asyncio.Future[int] = self._loop.create_future()
+        self._pending[command_id] = started
+        self._exits[command_id] = exited
+        request = {"op": "spawn", "id": command_id, "argv": argv, "cwd": cwd, "env": dict(env)}
+        fds = array.array("i", [stdin, stdout, stderr])
+        self._sock.sendmsg([json.dumps(request).encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        pid = await started
+        return Command(command_id, pid, exited)
+
+    def kill(self, command: Command, sig: int = signal.SIGKILL) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.send(json.dumps({"op": "kill", "id": command.id, "signal": int(sig)}).encode())
+
+    async def stop(self) -> None:
+        """Kill every process of the sandbox and wait until they are gone."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            while proc.poll() is None:
+                await asyncio.sleep(0.005)
+        if self._sock is not None:
+            self._closed()
+        self._proc = None
+
+
+async def read_all(fd: int, limit: int = MAX_OUTPUT) -> bytes:
+    """Read a pipe to EOF on the event loop (never blocking it); keep at most `limit` bytes."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    chunks = bytearray()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def on_readable() -> None:
+        while True:
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(fd)
+                if not done.done():
+                    done.set_result(None)
+                return
+            if len(chunks) < limit:
+                chunks.extend(data[: limit - len(chunks)])
+
+    loop.add_reader(fd, on_readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+    return bytes(chunks)
+
+
+async def run_script(
+    container: Container,
+    shell: str,
+    script: bytes,
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    timeout: float | None,
+) -> tuple[int, bytes]:
+    """Run `script` by writing it to a shell's stdin, as Daytona's daemon does; output is combined.
+
+    Raises TimeoutError after killing the process group when `timeout` expires.
+    """
+    stdin = os.memfd_create("script", os.MFD_CLOEXEC)
+    read_end, write_end = os.pipe()
+    try:
+        os.write(stdin, script)
+        os.lseek(stdin, 0, os.SEEK_SET)
+        try:
+            command = await container.spawn([shell], cwd=cwd, env=env, stdin=stdin, stdout=write_end, stderr=write_end)
+        finally:
+            os.close(write_end)
+            os.close(stdin)
+        output_task = asyncio.ensure_future(read_all(read_end))
+        try:
+            async with asyncio.timeout(timeout):
+                code = await command.exited
+                output = await output_task
+        except TimeoutError:
+            container.kill(command)
+            output_task.cancel()
+            raise
+        return code, output
+    finally:
+        os.close(read_end)

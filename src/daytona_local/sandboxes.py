@@ -1,0 +1,351 @@
+"""The sandbox lifecycle: create, start, stop, archive, delete, activity, and the auto-* timers.
+
+One `SandboxService` owns the store and the running containers. Every state change of a sandbox
+happens under that sandbox's own lock (never a global one), so concurrent start/stop/delete calls
+on one sandbox serialise while different sandboxes proceed in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+from .errors import ApiError, DaemonError
+from .files import SandboxFiles
+from .mounts import MountPlan
+from .runtime import Container, ContainerGone
+from .settings import ServerSettings
+from .store import SandboxRecord, Store, VolumeMount, VolumeRecord, utcnow
+
+log = logging.getLogger("daytona_local")
+
+HOME = "/home/daytona"
+DEFAULT_SNAPSHOT = "daytona-local/default"
+FORBIDDEN_MOUNT_ROOTS = (
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/etc",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/usr",
+    "/tmp",
+)
+SAFE_NAME = re.compile(r"^[^\x00-\x1f\x7f<>]*$")
+URL_LIKE = re.compile(r"([a-z][a-z0-9+.-]*://|www\.)", re.IGNORECASE)
+MAX_NAME = 255
+
+
+def validate_name(name: str) -> None:
+    if not name or len(name) > MAX_NAME:
+        raise ApiError(400, f"name must be 1 to {MAX_NAME} characters long")
+    if not SAFE_NAME.match(name) or URL_LIKE.search(name):
+        raise ApiError(400, "name must not contain HTML tags, URLs, or control characters")
+
+
+def validate_mount_path(path: str) -> None:
+    if not path.startswith("/"):
+        raise ApiError(400, f"Invalid mount path '{path}': mount path must be absolute")
+    if path in ("/", "//") or "//" in path[1:] or "/./" in path or "/../" in path:
+        raise ApiError(400, f"Invalid mount path '{path}': must be a normalized absolute path")
+    if path.endswith(("/.", "/..")) or "\x00" in path or len(path) > 1024:
+        raise ApiError(400, f"Invalid mount path '{path}'")
+    for root in FORBIDDEN_MOUNT_ROOTS:
+        if path == root or path.startswith(root + "/"):
+            raise ApiError(400, f"Invalid mount path '{path}': cannot mount to system directory {root}")
+
+
+def validate_subpath(subpath: str | None) -> None:
+    if subpath is None:
+        return
+    if subpath.startswith("/") or ".." in subpath or "//" in subpath or "\x00" in subpath or len(subpath) > 1024:
+        raise ApiError(400, f"Invalid subpath '{subpath}': must be relative, without '..' or '//'")
+
+
+class SandboxService:
+    """Sandboxes and their containers; the single place where states change."""
+
+    def __init__(self, settings: ServerSettings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self._containers: dict[str, Container] = {}
+        self._plans: dict[str, MountPlan] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._as_root = os.geteuid() == 0
+        for record in self.store.sandboxes.values():
+            if record.state not in ("stopped", "archived"):
+                # No process survives a server restart: what was running is stopped now.
+                record.state = "stopped"
+                self.store.save_sandbox(record)
+
+    # ---- lookup -------------------------------------------------------------------------------
+    def get(self, id_or_name: str) -> SandboxRecord:
+        record = self.store.find_sandbox(id_or_name)
+        if record is None:
+            raise ApiError(404, f"Sandbox with ID or name {id_or_name} not found")
+        return record
+
+    def container_for(self, sandbox_id: str) -> tuple[SandboxRecord, Container]:
+        """The running container behind a toolbox call; counts as activity."""
+        record = self.store.sandboxes.get(sandbox_id)
+        if record is None:
+            raise DaemonError(404, f"not found: sandbox {sandbox_id} not found")
+        container = self._containers.get(sandbox_id)
+        if record.state != "started" or container is None or not container.running:
+            if record.state == "archived":
+                raise DaemonError(
+                    400,
+                    f"bad request: failed to get runner info: Sandbox with ID {sandbox_id} does not have a runner",
+                )
+            raise DaemonError(400, "bad request: no IP address found. Is the Sandbox started?")
+        self.touch(record)
+        return record, container
+
+    def touch(self, record: SandboxRecord) -> None:
+        record.last_activity_at = utcnow()
+
+    # ---- layout -------------------------------------------------------------------------------
+    def _owner(self) -> tuple[int, int] | None:
+        return (self.settings.sandbox_uid, self.settings.sandbox_uid) if self._as_root else None
+
+    def _chown(self, path: Path) -> None:
+        owner = self._owner()
+        if owner is not None:
+            os.chown(path, *owner)
+
+    def files(self, record: SandboxRecord) -> SandboxFiles:
+        """The toolbox file API of a sandbox, over the same mount plan its processes were given."""
+        plan = self._plans.get(record.id) or self.plan(record)
+        return SandboxFiles(plan, HOME, self._owner())
+
+    def plan(self, record: SandboxRecord) -> MountPlan:
+        """The sandbox's filesystem; used for bubblewrap and for every toolbox file call."""
+        root = self.store.sandbox_dir(record.id)
+        plan = MountPlan()
+        plan.add_system(root / "etc")
+        plan.add(HOME, root / "home", writable=True)
+        plan.add("/tmp", root / "tmp", writable=True)
+        for mount in record.volumes:
+            plan.add(mount.mount_path, self._volume_source(mount), writable=True)
+        return plan
+
+    def _volume_source(self, mount: VolumeMount) -> Path:
+        """The host directory of a mount: the volume root or its subpath, which may not escape it."""
+        root = (self.store.volume_root(mount.volume_id)).resolve()
+        if not mount.subpath:
+            return root
+        source = (root / mount.subpath).resolve()
+        if source != root and root not in source.parents:
+            raise ApiError(400, f"subpath '{mount.subpath}' escapes its volume")
+        return source
+
+    def _prepare_dirs(self, record: SandboxRecord) -> None:
+        root = self.store.sandbox_dir(record.id)
+        for name in ("home", "tmp", "etc"):
+            (root / name).mkdir(parents=True, exist_ok=True)
+        self._chown(root / "home")
+        os.chmod(root / "tmp", 0o1777)
+        uid = self.settings.sandbox_uid if self._as_root else os.getuid()
+        (root / "etc" / "passwd").write_text(
+            f"root:x:0:0:root:/root:/bin/bash\ndaytona:x:{uid}:{uid}:daytona:{HOME}:/bin/bash\n"
+        )
+        (root / "etc" / "group").write_text(f"root:x:0:\ndaytona:x:{uid}:\n")
+        (root / "etc" / "hostname").write_text(record.id[:12] + "\n")
+        for mount in record.volumes:
+            source = self._volume_source(mount)
+            if not source.exists():
+                source.mkdir(parents=True, exist_ok=True)
+                self._chown(source)
+            if mount.mount_path.startswith(HOME + "/"):
+                # bubblewrap makes missing mount points; made here they belong to the sandbox user.
+                point = root / "home" / mount.mount_path[len(HOME) + 1 :]
+                point.mkdir(parents=True, exist_ok=True)
+                self._chown(point)
+
+    async def _run(self, record: SandboxRecord) -> None:
+        await asyncio.to_thread(self._prepare_dirs, record)
+        plan = self.plan(record)
+        self._plans[record.id] = plan
+        container = Container(
+            plan,
+            hostname=record.id[:12],
+            isolation=self.settings.isolation,
+            network=self.settings.network and not record.network_block_all,
+            uid=self.settings.sandbox_uid if self._as_root else None,
+            gid=self.settings.sandbox_uid if self._as_root else None,
+            cwd=HOME if self.settings.isolation == "bwrap" else str(self.store.sandbox_dir(record.id) / "home"),
+        )
+        await container.start()
+        self._containers[record.id] = container
+
+    async def _halt(self, record: SandboxRecord) -> None:
+        container = self._containers.pop(record.id, None)
+        self._plans.pop(record.id, None)
+        if container is not None:
+            await container.stop()
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    async def create(self, record: SandboxRecord) -> SandboxRecord:
+        validate_name(record.name)
+        if record.auto_stop_interval < 0:
+            raise ApiError(400, "autoStopInterval must not be negative")
+        for mount in record.volumes:
+            volume = self._mountable_volume(mount.volume_id)
+            mount.volume_id = volume.id
+            validate_mount_path(mount.mount_path)
+            validate_subpath(mount.subpath)
+        paths = [m.mount_path for m in record.volumes]
+        if len(set(paths)) != len(paths):
+            raise ApiError(400, "two volumes cannot share a mount path")
+        if record.name in self.store.sandbox_names:
+            raise ApiError(409, f"Sandbox with name {record.name} already exists")
+        # Reserve the name before the first await so a concurrent create of the same name gets 409.
+        self.store.sandbox_names[record.name] = record.id
+        self.store.sandboxes[record.id] = record
+        async with self._locks[record.id]:
+            try:
+                await self._run(record)
+            except (ContainerGone, OSError, ApiError) as exc:
+                self.store.remove_sandbox(record)
+                await asyncio.to_thread(shutil.rmtree, self.store.sandbox_dir(record.id), True)
+                if isinstance(exc, ApiError):
+                    raise
+                raise ApiError(400, f"Sandbox failed to start: {exc}") from exc
+            record.state = "started"
+            self.touch(record)
+            self._mark_volumes_used(record)
+            await asyncio.to_thread(self.store.save_sandbox, record)
+        return record
+
+    def _mountable_volume(self, id_or_name: str) -> VolumeRecord:
+        volume = self.store.find_volume(id_or_name)
+        if volume is None:
+            raise ApiError(404, f"Volume '{id_or_name}' not found")
+        if volume.state != "ready":
+            raise ApiError(400, f"Volume '{volume.name}' is not in a ready state. Current state: {volume.state}")
+        return volume
+
+    def _mark_volumes_used(self, record: SandboxRecord) -> None:
+        for mount in record.volumes:
+            volume = self.store.volumes.get(mount.volume_id)
+            if volume is not None:
+                volume.last_used_at = utcnow()
+
+    async def start(self, record: SandboxRecord) -> SandboxRecord:
+        async with self._locks[record.id]:
+            self._require_exists(record)
+            if record.state == "started" and record.id in self._containers:
+                self.touch(record)
+                return record
+            if record.state == "error":
+                raise ApiError(400, "Sandbox is in an errored state")
+            try:
+                await self._run(record)
+            except (ContainerGone, OSError) as exc:
+                raise ApiError(400, f"Sandbox failed to start: {exc}") from exc
+            record.state = "started"
+            self.touch(record)
+            self._mark_volumes_used(record)
+            await asyncio.to_thread(self.store.save_sandbox, record)
+            return record
+
+    async def stop(self, record: SandboxRecord) -> SandboxRecord:
+        if record.auto_delete_interval == 0:
+            return await self.delete(record)
+        async with self._locks[record.id]:
+            self._require_exists(record)
+            if record.state != "started":
+                raise ApiError(400, "Sandbox is not in a stoppable state")
+            await self._halt(record)
+            record.state = "stopped"
+            self.touch(record)
+            await asyncio.to_thread(self.store.save_sandbox, record)
+            return record
+
+    async def archive(self, record: SandboxRecord) -> SandboxRecord:
+        async with self._locks[record.id]:
+            self._require_exists(record)
+            if record.state != "stopped":
+                raise ApiError(400, "Sandbox is not stopped")
+            record.state = "archived"
+            self.touch(record)
+            await asyncio.to_thread(self.store.save_sandbox, record)
+            return record
+
+    async def delete(self, record: SandboxRecord) -> SandboxRecord:
+        async with self._locks[record.id]:
+            self._require_exists(record)
+            await self._halt(record)
+            self.store.remove_sandbox(record)
+            await asyncio.to_thread(shutil.rmtree, self.store.sandbox_dir(record.id), True)
+            record.state = "destroyed"
+        self._locks.pop(record.id, None)
+        return record
+
+    async def update(self, record: SandboxRecord) -> SandboxRecord:
+        """Persist a change to labels or intervals."""
+        async with self._locks[record.id]:
+            self._require_exists(record)
+            self.touch(record)
+            await asyncio.to_thread(self.store.save_sandbox, record)
+            return record
+
+    def _require_exists(self, record: SandboxRecord) -> None:
+        if record.id not in self.store.sandboxes:
+            raise ApiError(404, f"Sandbox with ID or name {record.id} not found")
+
+    async def remove_volume_data(self, volume_id: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.store.volume_root(volume_id), True)
+
+    def volume_in_use(self, volume_id: str) -> SandboxRecord | None:
+        return next(
+            (s for s in self.store.sandboxes.values() if any(m.volume_id == volume_id for m in s.volumes)),
+            None,
+        )
+
+    # ---- timers -------------------------------------------------------------------------------
+    async def apply_timers(self) -> None:
+        """One pass of Daytona's auto-stop, auto-archive and auto-delete rules."""
+        now = utcnow()
+        minute = timedelta(seconds=self.settings.minute_seconds)
+        for record in list(self.store.sandboxes.values()):
+            idle = now - record.last_activity_at
+            try:
+                if record.state == "started" and record.auto_stop_interval > 0:
+                    if idle > record.auto_stop_interval * minute:
+                        log.info("auto-stopping sandbox %s after %s idle", record.id, idle)
+                        await self.stop(record)
+                elif record.state in ("stopped", "archived"):
+                    if record.auto_delete_interval >= 0 and idle > record.auto_delete_interval * minute:
+                        log.info("auto-deleting sandbox %s", record.id)
+                        await self.delete(record)
+                    elif (
+                        record.state == "stopped"
+                        and record.auto_archive_interval > 0
+                        and idle > record.auto_archive_interval * minute
+                    ):
+                        await self.archive(record)
+            except ApiError as exc:
+                log.debug("timer skipped sandbox %s: %s", record.id, exc.message)
+
+    async def run_timers(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lifecycle_check_seconds)
+            await self.apply_timers()
+
+    async def shutdown(self) -> None:
+        """Stop every container; the records stay as they are (a restart shows them stopped)."""
+        for sandbox_id in list(self._containers):
+            container = self._containers.pop(sandbox_id)
+            with contextlib.suppress(Exception):
+                await container.stop()

@@ -1,0 +1,115 @@
+"""Running daytona_local: in the foreground (`deepagents-daytona local`) or on a background thread.
+
+`BackgroundServer` binds its socket before the thread starts, so `api_url` is known at once
+(port 0 picks a free loopback port) and `start()` returns only when requests are being answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import warnings
+
+import uvicorn
+
+from .app import create_app
+from .middleware import DroppedConnection, RequestCounter
+from .runtime import bubblewrap_path
+from .settings import ServerSettings
+
+log = logging.getLogger("daytona_local")
+
+BWRAP_MISSING = (
+    "daytona_local needs bubblewrap to isolate sandboxes and it is not installed.\n"
+    "Install it with `sudo apt-get install bubblewrap` (Debian/Ubuntu), `sudo dnf install bubblewrap`\n"
+    "(Fedora) or `sudo pacman -S bubblewrap` (Arch), or run with `--isolation none` to run sandbox\n"
+    "processes unisolated on this machine (not safe for untrusted code)."
+)
+
+
+class IsolationUnavailable(RuntimeError):
+    """bubblewrap is missing and unisolated runs were not asked for."""
+
+
+def check_isolation(settings: ServerSettings) -> None:
+    if settings.isolation == "bwrap" and bubblewrap_path() is None:
+        raise IsolationUnavailable(BWRAP_MISSING)
+    if settings.isolation == "none":
+        message = (
+            "daytona_local: --isolation none: sandbox processes run UNISOLATED as this user, with the host's "
+            "filesystem and network. Use it only for trusted code on a machine without bubblewrap."
+        )
+        warnings.warn(message, stacklevel=2)
+        log.warning(message)
+
+
+class _DropFilter(logging.Filter):
+    """Injected dropped connections are the point of the fault knob, not errors worth a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], DroppedConnection))
+
+
+def _uvicorn_config(settings: ServerSettings, counter: RequestCounter | None, log_level: str) -> uvicorn.Config:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.data_dir, 0o700)
+    logging.getLogger("uvicorn.error").addFilter(_DropFilter())
+    app = create_app(settings, counter)
+    return uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
+
+
+def serve(settings: ServerSettings) -> None:
+    """Run in the foreground until interrupted."""
+    check_isolation(settings)
+    config = _uvicorn_config(settings, None, "info")
+    config.host, config.port = settings.host, settings.port
+    uvicorn.Server(config).run()
+
+
+class BackgroundServer:
+    """A daytona_local on a background thread, for tests, examples and the embedded default."""
+
+    def __init__(self, settings: ServerSettings, log_level: str = "warning") -> None:
+        check_isolation(settings)
+        self.settings = settings
+        self.counter = RequestCounter()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind((settings.host, settings.port))
+        self.port: int = self._sock.getsockname()[1]
+        self._server = uvicorn.Server(_uvicorn_config(settings, self.counter, log_level))
+        self._thread = threading.Thread(target=self._run, name="daytona-local", daemon=True)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.host}:{self.port}/api"
+
+    @property
+    def api_key(self) -> str:
+        return self.settings.api_key.get_secret_value()
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._sock]))
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("daytona_local failed to start; see the log above")
+            self._thread.join(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop answering, stop every sandbox's processes, and wait for the thread."""
+        self._server.should_exit = True
+        self._thread.join(30)
+        self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,375 @@
+"""Toolbox routes for processes: execute, code-run and sessions, as the daemon answers them.
+
+`execute` writes the command to a fresh shell's stdin (no `-c`, no argv splitting) and returns the
+combined output. A session is one long-lived shell: each command is sourced inside it, so `cd`,
+`export` and functions persist, with its output and exit code kept in files under the sandbox's
+/tmp/.daytona/sessions, read back through the sandbox's own view of the filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shlex
+import signal
+import uuid
+import weakref
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from .errors import DaemonError
+from .files import SandboxFiles
+from .runtime import Command, Container, ContainerGone, SpawnError, run_script
+from .sandboxes import HOME, SandboxService
+from .store import SandboxRecord
+from .toolbox_body import read_json
+
+router = APIRouter()
+
+SHELL = "/bin/bash" if os.path.exists("/bin/bash") else "/bin/sh"
+SESSIONS_DIR = "/tmp/.daytona/sessions"
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+STDOUT_MARK, STDERR_MARK = "\x01\x01\x01", "\x02\x02\x02"
+POLL_SECONDS = 0.01
+SESSION_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+LANGUAGES = {"python": ["python3", "-c"], "javascript": ["node", "-e"]}
+
+
+def base_env(record: SandboxRecord) -> dict[str, str]:
+    """What every process of the sandbox starts with; the sandbox's own env on top."""
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": HOME,
+        "USER": "daytona",
+        "LOGNAME": "daytona",
+        "SHELL": SHELL,
+        "LANG": "C.UTF-8",
+        "HOSTNAME": record.id[:12],
+        "DAYTONA_SANDBOX_ID": record.id,
+        "DAYTONA_SANDBOX_USER": record.user,
+    }
+    env.update(record.env)
+    return env
+
+
+def request_env(record: SandboxRecord, envs: object) -> dict[str, str]:
+    env = base_env(record)
+    if envs is None:
+        return env
+    if not isinstance(envs, dict):
+        raise DaemonError(400, "bad request: envs must be an object of strings")
+    for key, value in envs.items():
+        if not ENV_NAME.match(key):
+            raise DaemonError(400, f"bad request: invalid environment variable name: '{key}'")
+        if not isinstance(value, str) or "\x00" in value:
+            raise DaemonError(400, f"bad request: invalid value for environment variable '{key}'")
+        env[key] = value
+    return env
+
+
+def parse_timeout(value: object) -> float | None:
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 2**32:
+        raise DaemonError(400, "bad request: timeout must be a whole number of seconds")
+    return float(value)
+
+
+def running(request: Request, sandbox_id: str) -> tuple[SandboxService, SandboxRecord, Container]:
+    service: SandboxService = request.app.state.service
+    record, container = service.container_for(sandbox_id)
+    return service, record, container
+
+
+async def run_command(
+    container: Container,
+    argv_or_script: list[str] | bytes,
+    *,
+    cwd: str,
+    env: dict[str, str],
+    timeout: float | None,
+) -> dict[str, object]:
+    """Run a shell script (execute) or an argv (code-run): the daemon's `{exitCode, result}`."""
+    try:
+        if isinstance(argv_or_script, bytes):
+            code, output = await run_script(container, SHELL, argv_or_script, cwd=cwd, env=env, timeout=timeout)
+        else:
+            code, output = await run_argv(container, argv_or_script, cwd=cwd, env=env, timeout=timeout)
+    except SpawnError as exc:
+        return {"exitCode": -1, "result": f"chdir {cwd}: {exc}"}
+    except TimeoutError:
+        raise DaemonError(408, "request timeout: command execution timeout") from None
+    except ContainerGone:
+        raise DaemonError(400, "bad request: no IP address found. Is the Sandbox started?") from None
+    return {"exitCode": code, "result": output.decode("utf-8", errors="replace")}
+
+
+async def run_argv(
+    container: Container, argv: list[str], *, cwd: str, env: dict[str, str], timeout: float | None
+) -> tuple[int, bytes]:
+    """Run argv directly (code-run), stdin empty, stdout and stderr combined."""
+    script = " ".join(shlex.quote(a) for a in argv) + "\n"
+    return await run_script(container, SHELL, ("exec " + script).encode(), cwd=cwd, env=env, timeout=timeout)
+
+
+@router.post("/process/execute")
+async def execute(request: Request, sandbox_id: str) -> JSONResponse:
+    _service, record, container = running(request, sandbox_id)
+    body = await read_json(request)
+    command = body.get("command")
+    if not isinstance(command, str):
+        raise DaemonError(
+            400,
+            "bad request: invalid request body: Key: 'ExecuteRequest.Command' Error:Field validation for "
+            "'Command' failed on the 'required' tag",
+        )
+    if not command.strip():
+        raise DaemonError(400, "bad request: command cannot be empty or whitespace-only")
+    cwd = body.get("cwd") or HOME
+    if not isinstance(cwd, str) or "\x00" in cwd:
+        raise DaemonError(400, "bad request: cwd must be a path")
+    result = await run_command(
+        container,
+        command.encode(),
+        cwd=cwd,
+        env=request_env(record, body.get("envs")),
+        timeout=parse_timeout(body.get("timeout")),
+    )
+    return JSONResponse(result)
+
+
+@router.post("/process/code-run")
+async def code_run(request: Request, sandbox_id: str) -> JSONResponse:
+    _service, record, container = running(request, sandbox_id)
+    body = await read_json(request)
+    code, language = body.get("code"), body.get("language") or "python"
+    argv = body.get("argv") or []
+    if not isinstance(code, str) or language not in LANGUAGES:
+        raise DaemonError(400, f"bad request: code must be a string and language one of {sorted(LANGUAGES)}")
+    if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+        raise DaemonError(400, "bad request: argv must be a list of strings")
+    result = await run_command(
+        container,
+        [*LANGUAGES[language], code, *argv],
+        cwd=HOME,
+        env=request_env(record, body.get("envs")),
+        timeout=parse_timeout(body.get("timeout")),
+    )
+    return JSONResponse({**result, "artifacts": {"charts": []}})
+
+
+# ---- sessions -----------------------------------------------------------------------------------
+@dataclass
+class SessionCommand:
+    id: str
+    command: str
+    exit_code: int | None = None
+
+
+@dataclass
+class Session:
+    id: str
+    shell: Command
+    stdin: int
+    commands: dict[str, SessionCommand] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> str:
+        return f"{SESSIONS_DIR}/{self.id}"
+
+
+SESSIONS: weakref.WeakKeyDictionary[Container, dict[str, Session]] = weakref.WeakKeyDictionary()
+
+
+def sessions_of(container: Container) -> dict[str, Session]:
+    return SESSIONS.setdefault(container, {})
+
+
+def find_session(container: Container, session_id: str) -> Session:
+    session = sessions_of(container).get(session_id)
+    if session is None:
+        raise DaemonError(404, "not found: session not found")
+    return session
+
+
+def find_command(container: Container, session_id: str, command_id: str) -> tuple[Session, SessionCommand]:
+    session = find_session(container, session_id)
+    command = session.commands.get(command_id)
+    if command is None:
+        raise DaemonError(404, "not found: command not found")
+    return session, command
+
+
+def _read_text(files: SandboxFiles, path: str) -> str | None:
+    try:
+        handle, _size = files.open_read(path)
+    except DaemonError:
+        return None
+    with handle:
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def _exit_code(files: SandboxFiles, session: Session, command: SessionCommand) -> int | None:
+    if command.exit_code is None:
+        text = _read_text(files, f"{session.directory}/{command.id}/exit_code")
+        if text and text.endswith("\n") and text.strip().lstrip("-").isdigit():
+            command.exit_code = int(text.strip())
+        elif session.shell.exited.done():
+            # `exit` inside a command ends the session shell itself; its status is the command's.
+            command.exit_code = session.shell.exited.result() if not session.shell.exited.exception() else -1
+    return command.exit_code
+
+
+def _logs(files: SandboxFiles, session: Session, command: SessionCommand) -> dict[str, str]:
+    base = f"{session.directory}/{command.id}"
+    stdout = _read_text(files, f"{base}/stdout") or ""
+    stderr = _read_text(files, f"{base}/stderr") or ""
+
+    def marked(text: str, mark: str) -> str:
+        return "".join(mark + line + "\n" for line in text.splitlines())
+
+    return {
+        "output": marked(stdout, STDOUT_MARK) + marked(stderr, STDERR_MARK),
+        "stdout": stdout,
+        "stderr": stderr,
+    }
+
+
+@router.post("/process/session", status_code=201)
+async def create_session(request: Request, sandbox_id: str) -> Response:
+    service, record, container = running(request, sandbox_id)
+    body = await read_json(request)
+    session_id = body.get("sessionId")
+    if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+        raise DaemonError(400, "invalid body request: sessionId must be 1-128 letters, digits, '.', '_' or '-'")
+    if session_id == "entrypoint":
+        raise DaemonError(400, "bad request: session id 'entrypoint' is reserved")
+    sessions = sessions_of(container)
+    if session_id in sessions:
+        raise DaemonError(409, "conflict: session already exists")
+    files = service.files(record)
+    await run_in_threadpool(files.make_folder, f"{SESSIONS_DIR}/{session_id}", "700")
+    read_end, write_end = os.pipe()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        shell = await container.spawn(
+            [SHELL], cwd=HOME, env=base_env(record), stdin=read_end, stdout=devnull, stderr=devnull
+        )
+    except (SpawnError, ContainerGone) as exc:
+        os.close(write_end)
+        raise DaemonError(400, f"bad request: could not start session shell: {exc}") from None
+    finally:
+        os.close(read_end)
+        os.close(devnull)
+    sessions[session_id] = Session(session_id, shell, write_end)
+    return Response(status_code=201)
+
+
+@router.get("/process/session")
+async def list_sessions(request: Request, sandbox_id: str) -> JSONResponse:
+    service, record, container = running(request, sandbox_id)
+    files = service.files(record)
+    result = []
+    for session in sessions_of(container).values():
+        result.append(await run_in_threadpool(_session_dto, files, session))
+    return JSONResponse(result)
+
+
+def _session_dto(files: SandboxFiles, session: Session) -> dict[str, object]:
+    commands = []
+    for command in session.commands.values():
+        dto: dict[str, object] = {"id": command.id, "command": command.command}
+        code = _exit_code(files, session, command)
+        if code is not None:
+            dto["exitCode"] = code
+        commands.append(dto)
+    return {"sessionId": session.id, "commands": commands}
+
+
+@router.get("/process/session/{session_id}")
+async def get_session(request: Request, sandbox_id: str, session_id: str) -> JSONResponse:
+    service, record, container = running(request, sandbox_id)
+    session = find_session(container, session_id)
+    return JSONResponse(await run_in_threadpool(_session_dto, service.files(record), session))
+
+
+@router.post("/process/session/{session_id}/exec")
+async def session_exec(request: Request, sandbox_id: str, session_id: str) -> JSONResponse:
+    service, record, container = running(request, sandbox_id)
+    body = await read_json(request)
+    if session_id == "entrypoint":
+        raise DaemonError(400, "bad request: session 'entrypoint' cannot run commands")
+    session = find_session(container, session_id)
+    text = body.get("command")
+    if not isinstance(text, str) or not text.strip():
+        raise DaemonError(400, "bad request: command cannot be empty or whitespace-only")
+    run_async = bool(body.get("runAsync") or body.get("async"))
+    files = service.files(record)
+    command = SessionCommand(str(uuid.uuid4()), text)
+    directory = f"{session.directory}/{command.id}"
+
+    def prepare() -> None:
+        files.make_folder(directory, "700")
+        with files.open_write(f"{directory}/cmd.sh") as handle:
+            handle.write(text.encode() + b"\n")
+
+    await run_in_threadpool(prepare)
+    quoted = shlex.quote(directory)
+    wrapper = (
+        f"{{ . {quoted}/cmd.sh; }} < /dev/null > {quoted}/stdout 2> {quoted}/stderr; echo $? > {quoted}/exit_code\n"
+    )
+    session.commands[command.id] = command
+    try:
+        await run_in_threadpool(os.write, session.stdin, wrapper.encode())
+    except OSError:
+        raise DaemonError(410, "gone: session shell has exited", "SESSION_ENDED") from None
+    if run_async:
+        return JSONResponse(
+            {"cmdId": command.id, "output": None, "stdout": None, "stderr": None, "exitCode": None},
+            status_code=202,
+        )
+    while await run_in_threadpool(_exit_code, files, session, command) is None:
+        await asyncio.sleep(POLL_SECONDS)
+    logs = await run_in_threadpool(_logs, files, session, command)
+    return JSONResponse({"cmdId": command.id, **logs, "exitCode": command.exit_code})
+
+
+@router.get("/process/session/{session_id}/command/{command_id}")
+async def get_command(request: Request, sandbox_id: str, session_id: str, command_id: str) -> JSONResponse:
+    service, record, container = running(request, sandbox_id)
+    session, command = find_command(container, session_id, command_id)
+    code = await run_in_threadpool(_exit_code, service.files(record), session, command)
+    dto: dict[str, object] = {"id": command.id, "command": command.command}
+    if code is not None:
+        dto["exitCode"] = code
+    return JSONResponse(dto)
+
+
+@router.get("/process/session/{session_id}/command/{command_id}/logs")
+async def command_logs(request: Request, sandbox_id: str, session_id: str, command_id: str) -> JSONResponse:
+    service, record, container = running(request, sandbox_id)
+    session, command = find_command(container, session_id, command_id)
+    return JSONResponse(await run_in_threadpool(_logs, service.files(record), session, command))
+
+
+@router.delete("/process/session/{session_id}")
+async def delete_session(request: Request, sandbox_id: str, session_id: str) -> Response:
+    service, record, container = running(request, sandbox_id)
+    session = find_session(container, session_id)
+    del sessions_of(container)[session_id]
+    with contextlib.suppress(OSError):
+        os.close(session.stdin)
+    container.kill(session.shell, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(session.shell.exited), timeout=5)
+    except (TimeoutError, ContainerGone):
+        container.kill(session.shell, signal.SIGKILL)
+    files = service.files(record)
+    with contextlib.suppress(DaemonError):
+        await run_in_threadpool(files.delete, session.directory, True)
+    return Response(status_code=204)
