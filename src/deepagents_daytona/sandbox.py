@@ -1,0 +1,1003 @@
+"""`DaytonaSandboxBackend`: one Daytona sandbox behind deepagents' `SandboxBackendProtocol`.
+
+Every operation is one request to the sandbox's native file or process API wherever the
+API allows (an edit is a download and an upload), so nothing needs python3 in the image
+and a tool call costs one round trip instead of the five-request session dance of a
+`BaseSandbox`. Results follow `FilesystemBackend` rule for rule (see `file_results`).
+
+The sync methods use a `daytona.Sandbox`, their `a*` twins a `daytona.AsyncSandbox`; each
+half works when its sandbox object was given. Building a backend makes no request, so the
+manager can build one per call from a cached sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from typing import IO, TypeVar
+
+from daytona import (
+    AsyncSandbox,
+    DaytonaError,
+    DaytonaTimeoutError,
+    FileDownloadRequest,
+    FileUpload,
+    Sandbox,
+)
+from daytona import FileDownloadResponse as DaytonaDownload
+from deepagents.backends.protocol import (
+    FILE_NOT_FOUND,
+    INVALID_PATH,
+    IS_DIRECTORY,
+    DeleteResult,
+    EditResult,
+    ExecuteResponse,
+    FileDownloadResponse,
+    FileInfo,
+    FileUploadResponse,
+    GlobResult,
+    GrepResult,
+    LsResult,
+    ReadResult,
+    SandboxBackendProtocol,
+    WriteResult,
+)
+from deepagents.backends.utils import InvalidGlobPatternError, compile_grep_include_glob
+
+from deepagents_daytona.config import DaytonaSettings, get_settings
+from deepagents_daytona.errors import (
+    Failure,
+    SandboxError,
+    SandboxGoneError,
+    SandboxUnavailableError,
+    read_failure,
+)
+from deepagents_daytona.file_results import (
+    ListedFile,
+    capped_output,
+    download_error,
+    edited_content,
+    file_info,
+    glob_result,
+    grep_result,
+    ls_entries,
+    read_result,
+    resolve_path,
+    upload_error,
+)
+from deepagents_daytona.retry import RetryPolicy, acall_with_retry, call_with_retry
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_GLOB_DEPTH = 64
+"""`list_files` depth for a glob: "the whole tree" (64 is the deepest the daemon accepts)."""
+
+_GONE_STATES = frozenset({"destroyed", "destroying"})
+_BROKEN_STATES = frozenset({"error", "build_failed"})
+_STARTABLE_STATES = frozenset({"stopped", "archived", "paused"})
+_STOPPING_STATES = frozenset({"stopping", "archiving", "pausing"})
+
+_NOT_FOUND_OR_NOT_FILE = frozenset({FILE_NOT_FOUND, IS_DIRECTORY, INVALID_PATH})
+"""Download errors `FilesystemBackend` reports as "not found" (its `exists() and is_file()` check)."""
+
+
+class DaytonaSandboxBackend(SandboxBackendProtocol):
+    """One Daytona sandbox: shell commands, files, bulk transfers, sync and native async.
+
+    Transient failures of idempotent calls are retried with bounded backoff. A sandbox
+    met stopped or archived is started and the call goes on; one that no longer exists
+    raises `SandboxGoneError`. Per-operation failures come back as values, as the
+    protocol asks; the `fs_*` methods (for WebDAV and other programs) raise `OSError`s.
+    """
+
+    def __init__(
+        self,
+        sandbox: Sandbox | None = None,
+        async_sandbox: AsyncSandbox | None = None,
+        *,
+        root_dir: str | None = None,
+        settings: DaytonaSettings | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        """Wrap an existing sandbox. No request is made.
+
+        Args:
+            sandbox: The sync handle, used by the sync methods.
+            async_sandbox: The async handle of the same sandbox, used by the `a*` methods.
+            root_dir: Where relative paths resolve, commands run, and `grep`/`glob` search
+                by default. Defaults to `settings.workspace_path`.
+            settings: Timeouts and limits; defaults to `get_settings()`.
+            retry: Retry policy; defaults to `settings.max_attempts` tries.
+        """
+        if sandbox is None and async_sandbox is None:
+            msg = "DaytonaSandboxBackend needs a daytona.Sandbox, a daytona.AsyncSandbox, or both"
+            raise ValueError(msg)
+        if sandbox is not None and async_sandbox is not None and sandbox.id != async_sandbox.id:
+            msg = f"sandbox ({sandbox.id}) and async_sandbox ({async_sandbox.id}) must be the same sandbox"
+            raise ValueError(msg)
+        self._settings = settings or get_settings()
+        root = root_dir or self._settings.workspace_path
+        if not root.startswith("/"):
+            msg = f"root_dir must be an absolute path, got {root!r}"
+            raise ValueError(msg)
+        self._root = resolve_path("/", root) or "/"
+        self._sandbox = sandbox
+        self._async_sandbox = async_sandbox
+        self._retry = retry or RetryPolicy(max_attempts=self._settings.max_attempts)
+        self._revive_lock = threading.Lock()
+        self._arevive_lock = asyncio.Lock()
+
+    @property
+    def id(self) -> str:
+        """The Daytona sandbox id."""
+        return (self._sandbox or self._async_sandbox).id  # type: ignore[union-attr]
+
+    @property
+    def root_dir(self) -> str:
+        """Where relative paths resolve and commands run."""
+        return self._root
+
+    def __repr__(self) -> str:
+        return f"DaytonaSandboxBackend(id={self.id!r}, root_dir={self._root!r})"
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @property
+    def _sync(self) -> Sandbox:
+        if self._sandbox is None:
+            msg = (
+                "this DaytonaSandboxBackend was built without a daytona.Sandbox; "
+                "pass sandbox=... to use the sync methods"
+            )
+            raise RuntimeError(msg)
+        return self._sandbox
+
+    @property
+    def _async(self) -> AsyncSandbox:
+        if self._async_sandbox is None:
+            msg = (
+                "this DaytonaSandboxBackend was built without a daytona.AsyncSandbox; "
+                "pass async_sandbox=... to use the async methods"
+            )
+            raise RuntimeError(msg)
+        return self._async_sandbox
+
+    def _path(self, path: str | None) -> str | None:
+        return resolve_path(self._root, path)
+
+    def _call(self, op: Callable[[], T], *, idempotent: bool = True) -> T:
+        return call_with_retry(op, policy=self._retry, idempotent=idempotent, revive=self._revive)
+
+    async def _acall(self, op: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
+        return await acall_with_retry(op, policy=self._retry, idempotent=idempotent, revive=self._arevive)
+
+    def _revive(self) -> bool:
+        """Look at the sandbox once; start it if stopped. `True` when the call should be repeated."""
+        sandbox = self._sync
+        with self._revive_lock:
+            try:
+                sandbox.refresh_data(request_timeout=self._settings.request_timeout)
+            except DaytonaError as exc:
+                return self._refresh_failed(exc)
+            state = self._next_step(str(getattr(sandbox.state, "value", sandbox.state)))
+            if state is None:
+                return False
+            try:
+                if state in _STOPPING_STATES:
+                    sandbox.wait_for_sandbox_stop(timeout=self._settings.start_timeout)
+                if state in _STARTABLE_STATES or state in _STOPPING_STATES:
+                    sandbox.start(timeout=self._settings.start_timeout)
+                else:
+                    sandbox.wait_for_sandbox_start(timeout=self._settings.start_timeout)
+            except DaytonaError as exc:
+                raise self._start_failed(exc) from exc
+            return True
+
+    async def _arevive(self) -> bool:
+        """Async twin of `_revive`."""
+        sandbox = self._async
+        async with self._arevive_lock:
+            try:
+                await sandbox.refresh_data(request_timeout=self._settings.request_timeout)
+            except DaytonaError as exc:
+                return self._refresh_failed(exc)
+            state = self._next_step(str(getattr(sandbox.state, "value", sandbox.state)))
+            if state is None:
+                return False
+            try:
+                if state in _STOPPING_STATES:
+                    await sandbox.wait_for_sandbox_stop(timeout=self._settings.start_timeout)
+                if state in _STARTABLE_STATES or state in _STOPPING_STATES:
+                    await sandbox.start(timeout=self._settings.start_timeout)
+                else:
+                    await sandbox.wait_for_sandbox_start(timeout=self._settings.start_timeout)
+            except DaytonaError as exc:
+                raise self._start_failed(exc) from exc
+            return True
+
+    def _refresh_failed(self, exc: DaytonaError) -> bool:
+        if read_failure(exc).status == 404:
+            raise SandboxGoneError(self.id, f"Sandbox {self.id} no longer exists") from exc
+        return False  # The state is unknown; let the ordinary retries decide.
+
+    def _next_step(self, state: str) -> str | None:
+        """`None` when the sandbox is running (the failure was the call's own), else its state."""
+        if state in _GONE_STATES:
+            raise SandboxGoneError(self.id, f"Sandbox {self.id} is {state}")
+        if state in _BROKEN_STATES:
+            raise SandboxUnavailableError(self.id, f"Sandbox {self.id} is in state {state!r}; recover or recreate it")
+        if state == "started":
+            return None
+        logger.info("Sandbox %s is %s; starting it before retrying the call", self.id, state)
+        return state
+
+    def _start_failed(self, exc: DaytonaError) -> SandboxError:
+        if read_failure(exc).status == 404:
+            return SandboxGoneError(self.id, f"Sandbox {self.id} disappeared while starting")
+        return SandboxUnavailableError(self.id, f"Sandbox {self.id} could not be started: {exc}")
+
+    # -- execute ----------------------------------------------------------------------
+
+    def execute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
+        """Run `command` in the sandbox shell, in `root_dir`, with one request.
+
+        Args:
+            command: Shell command text.
+            timeout: Seconds before the command is killed; `None` uses
+                `settings.execute_timeout`, 0 means no limit. An expired timeout gives
+                exit code 124.
+        """
+        if not command or not command.strip():
+            return _EMPTY_COMMAND
+        seconds = self._settings.execute_timeout if timeout is None else timeout
+        process = self._sync.process
+        try:
+            response = self._call(
+                lambda: process.exec(command, cwd=self._root, timeout=seconds),
+                idempotent=False,
+            )
+        except DaytonaError as exc:
+            return _execute_failure(exc, seconds)
+        return self._execute_response(response.result, response.exit_code)
+
+    async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
+        """Async twin of `execute`."""
+        if not command or not command.strip():
+            return _EMPTY_COMMAND
+        seconds = self._settings.execute_timeout if timeout is None else timeout
+        process = self._async.process
+        try:
+            response = await self._acall(
+                lambda: process.exec(command, cwd=self._root, timeout=seconds),
+                idempotent=False,
+            )
+        except DaytonaError as exc:
+            return _execute_failure(exc, seconds)
+        return self._execute_response(response.result, response.exit_code)
+
+    def _execute_response(self, result: str | None, exit_code: int | None) -> ExecuteResponse:
+        output, truncated = capped_output(result or "", self._settings.execute_max_output_bytes)
+        return ExecuteResponse(output=output, exit_code=exit_code, truncated=truncated)
+
+    # -- ls ---------------------------------------------------------------------------
+
+    def ls(self, path: str) -> LsResult:
+        """Direct children of `path`: one `list_files` request."""
+        dir_path = self._path(path)
+        if dir_path is None:
+            return LsResult(error=f"Cannot list '{path}': invalid path")
+        fs = self._sync.fs
+        try:
+            infos = self._call(lambda: fs.list_files(dir_path, request_timeout=self._settings.request_timeout))
+        except DaytonaError as exc:
+            return _ls_failure(path, exc)
+        return LsResult(entries=ls_entries(dir_path, infos))
+
+    async def als(self, path: str) -> LsResult:
+        """Async twin of `ls`."""
+        dir_path = self._path(path)
+        if dir_path is None:
+            return LsResult(error=f"Cannot list '{path}': invalid path")
+        fs = self._async.fs
+        try:
+            infos = await self._acall(lambda: fs.list_files(dir_path, request_timeout=self._settings.request_timeout))
+        except DaytonaError as exc:
+            return _ls_failure(path, exc)
+        return LsResult(entries=ls_entries(dir_path, infos))
+
+    # -- read / write / edit ----------------------------------------------------------
+
+    def read(self, file_path: str, offset: int = 0, limit: int = 2000) -> ReadResult:
+        """A window of a file: one download; text is paginated here, binary types base64."""
+        path = self._path(file_path)
+        if path is None:
+            return ReadResult(error=f"Error reading file '{file_path}': invalid path")
+        outcome = self._download([path])[path]
+        return _read_outcome(file_path, outcome, offset, limit)
+
+    async def aread(self, file_path: str, offset: int = 0, limit: int = 2000) -> ReadResult:
+        """Async twin of `read`."""
+        path = self._path(file_path)
+        if path is None:
+            return ReadResult(error=f"Error reading file '{file_path}': invalid path")
+        outcome = (await self._adownload([path]))[path]
+        return _read_outcome(file_path, outcome, offset, limit)
+
+    def write(self, file_path: str, content: str) -> WriteResult:
+        """Create or overwrite a file (parents are created): one upload."""
+        prepared = self._prepare_write(file_path, content)
+        if isinstance(prepared, WriteResult):
+            return prepared
+        error = self._upload([prepared])[0]
+        return _write_outcome(file_path, error)
+
+    async def awrite(self, file_path: str, content: str) -> WriteResult:
+        """Async twin of `write`."""
+        prepared = self._prepare_write(file_path, content)
+        if isinstance(prepared, WriteResult):
+            return prepared
+        error = (await self._aupload([prepared]))[0]
+        return _write_outcome(file_path, error)
+
+    def _prepare_write(self, file_path: str, content: str) -> tuple[str, bytes] | WriteResult:
+        path = self._path(file_path)
+        if path is None:
+            return WriteResult(error=f"Error writing file '{file_path}': invalid path")
+        try:
+            return path, content.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return WriteResult(error=f"Error writing file '{file_path}': {exc}")
+
+    def edit(self, file_path: str, old_string: str, new_string: str, replace_all: bool = False) -> EditResult:
+        """Replace `old_string` (exactly once unless `replace_all`): a download, then an upload."""
+        path = self._path(file_path)
+        if path is None:
+            return EditResult(error=f"Error editing file '{file_path}': invalid path")
+        planned = _plan_edit(file_path, self._download([path])[path], old_string, new_string, replace_all)
+        if isinstance(planned, EditResult):
+            return planned
+        data, occurrences = planned
+        return _edit_outcome(file_path, self._upload([(path, data)])[0], occurrences)
+
+    async def aedit(self, file_path: str, old_string: str, new_string: str, replace_all: bool = False) -> EditResult:
+        """Async twin of `edit`."""
+        path = self._path(file_path)
+        if path is None:
+            return EditResult(error=f"Error editing file '{file_path}': invalid path")
+        planned = _plan_edit(file_path, (await self._adownload([path]))[path], old_string, new_string, replace_all)
+        if isinstance(planned, EditResult):
+            return planned
+        data, occurrences = planned
+        return _edit_outcome(file_path, (await self._aupload([(path, data)]))[0], occurrences)
+
+    # -- delete -----------------------------------------------------------------------
+
+    def delete(self, file_path: str) -> DeleteResult:
+        """Remove a file or a whole directory tree: one request."""
+        path = self._path(file_path)
+        if path is None:
+            return DeleteResult(error=f"Error deleting '{file_path}': invalid path")
+        try:
+            self._remove(path)
+        except DaytonaError as exc:
+            return _delete_failure(file_path, exc)
+        return DeleteResult(path=file_path)
+
+    async def adelete(self, file_path: str) -> DeleteResult:
+        """Async twin of `delete`."""
+        path = self._path(file_path)
+        if path is None:
+            return DeleteResult(error=f"Error deleting '{file_path}': invalid path")
+        try:
+            await self._aremove(path)
+        except DaytonaError as exc:
+            return _delete_failure(file_path, exc)
+        return DeleteResult(path=file_path)
+
+    def _remove(self, path: str) -> None:
+        """Delete recursively. A 404 after a try whose answer was lost means that try did it."""
+        fs = self._sync.fs
+        unsure = _Unsure()
+
+        def op() -> None:
+            with unsure.watch():
+                fs.delete_file(path, recursive=True, request_timeout=self._settings.request_timeout)
+
+        self._call(op)
+
+    async def _aremove(self, path: str) -> None:
+        fs = self._async.fs
+        unsure = _Unsure()
+
+        async def op() -> None:
+            with unsure.watch():
+                await fs.delete_file(path, recursive=True, request_timeout=self._settings.request_timeout)
+
+        await self._acall(op)
+
+    # -- grep / glob ------------------------------------------------------------------
+
+    def grep(
+        self,
+        pattern: str,
+        path: str | None = None,
+        glob: str | None = None,
+        *,
+        max_count: int | None = None,
+    ) -> GrepResult:
+        """Literal search under `path` (default `root_dir`): one `find_files` request."""
+        prepared = _prepare_grep(self._path(path), glob)
+        if isinstance(prepared, GrepResult):
+            return prepared
+        search_path, include = prepared
+        fs = self._sync.fs
+        try:
+            found = self._call(
+                lambda: fs.find_files(search_path, pattern, request_timeout=self._settings.request_timeout)
+            )
+        except DaytonaError as exc:
+            return _grep_failure(path, exc)
+        return grep_result(search_path, found, include, max_count)
+
+    async def agrep(
+        self,
+        pattern: str,
+        path: str | None = None,
+        glob: str | None = None,
+        *,
+        max_count: int | None = None,
+    ) -> GrepResult:
+        """Async twin of `grep`."""
+        prepared = _prepare_grep(self._path(path), glob)
+        if isinstance(prepared, GrepResult):
+            return prepared
+        search_path, include = prepared
+        fs = self._async.fs
+        try:
+            found = await self._acall(
+                lambda: fs.find_files(search_path, pattern, request_timeout=self._settings.request_timeout)
+            )
+        except DaytonaError as exc:
+            return _grep_failure(path, exc)
+        return grep_result(search_path, found, include, max_count)
+
+    def glob(self, pattern: str, path: str | None = None) -> GlobResult:
+        """Files under `path` (default `root_dir`) matching `pattern`: one recursive listing."""
+        prepared = _prepare_glob(self._path(path), pattern)
+        if isinstance(prepared, GlobResult):
+            return prepared
+        search_path, matches = prepared
+        fs = self._sync.fs
+        try:
+            infos = self._call(
+                lambda: fs.list_files(search_path, depth=_GLOB_DEPTH, request_timeout=self._settings.request_timeout)
+            )
+        except DaytonaError as exc:
+            return _glob_failure(path, exc)
+        return glob_result(search_path, infos, matches)
+
+    async def aglob(self, pattern: str, path: str | None = None) -> GlobResult:
+        """Async twin of `glob`."""
+        prepared = _prepare_glob(self._path(path), pattern)
+        if isinstance(prepared, GlobResult):
+            return prepared
+        search_path, matches = prepared
+        fs = self._async.fs
+        try:
+            infos = await self._acall(
+                lambda: fs.list_files(search_path, depth=_GLOB_DEPTH, request_timeout=self._settings.request_timeout)
+            )
+        except DaytonaError as exc:
+            return _glob_failure(path, exc)
+        return glob_result(search_path, infos, matches)
+
+    # -- bulk transfers ---------------------------------------------------------------
+
+    def upload_files(self, files: list[tuple[str, bytes]]) -> list[FileUploadResponse]:
+        """Write many files in one request; each gets its own result (partial success)."""
+        batch, responses = self._split_uploads(files)
+        errors = self._upload([(path, data) for _, path, data in batch]) if batch else []
+        return _merge_uploads(files, batch, errors, responses)
+
+    async def aupload_files(self, files: list[tuple[str, bytes]]) -> list[FileUploadResponse]:
+        """Async twin of `upload_files`."""
+        batch, responses = self._split_uploads(files)
+        errors = await self._aupload([(path, data) for _, path, data in batch]) if batch else []
+        return _merge_uploads(files, batch, errors, responses)
+
+    def download_files(self, paths: list[str]) -> list[FileDownloadResponse]:
+        """Read many files in one request; each gets its own result (partial success)."""
+        resolved = [self._path(path) for path in paths]
+        valid = [path for path in resolved if path is not None]
+        outcomes = self._download(valid) if valid else {}
+        return _merge_downloads(paths, resolved, outcomes)
+
+    async def adownload_files(self, paths: list[str]) -> list[FileDownloadResponse]:
+        """Async twin of `download_files`."""
+        resolved = [self._path(path) for path in paths]
+        valid = [path for path in resolved if path is not None]
+        outcomes = await self._adownload(valid) if valid else {}
+        return _merge_downloads(paths, resolved, outcomes)
+
+    def _split_uploads(
+        self, files: list[tuple[str, bytes]]
+    ) -> tuple[list[tuple[int, str, bytes]], dict[int, FileUploadResponse]]:
+        batch: list[tuple[int, str, bytes]] = []
+        refused: dict[int, FileUploadResponse] = {}
+        for index, (path, data) in enumerate(files):
+            resolved = self._path(path)
+            if resolved is None:
+                refused[index] = FileUploadResponse(path=path, error=INVALID_PATH)
+            else:
+                batch.append((index, resolved, data))
+        return batch, refused
+
+    def _upload(self, items: list[tuple[str, bytes]]) -> list[str | None]:
+        """One bulk upload; on a refusal, files are replayed one by one to say which failed.
+
+        Uploads overwrite, so replaying a file that was already written is harmless.
+        """
+        fs = self._sync.fs
+        uploads = [FileUpload(source=data, destination=path) for path, data in items]
+        try:
+            self._call(lambda: fs.upload_files(uploads, timeout=self._settings.transfer_timeout))
+        except DaytonaError as exc:
+            failure = read_failure(exc)
+            if len(items) == 1 or failure.transient:
+                return [upload_error(failure)] * len(items)
+            return [self._upload([item])[0] for item in items]
+        return [None] * len(items)
+
+    async def _aupload(self, items: list[tuple[str, bytes]]) -> list[str | None]:
+        fs = self._async.fs
+        uploads = [FileUpload(source=data, destination=path) for path, data in items]
+        try:
+            await self._acall(lambda: fs.upload_files(uploads, timeout=self._settings.transfer_timeout))
+        except DaytonaError as exc:
+            failure = read_failure(exc)
+            if len(items) == 1 or failure.transient:
+                return [upload_error(failure)] * len(items)
+            return [(await self._aupload([item]))[0] for item in items]
+        return [None] * len(items)
+
+    def _download(self, paths: list[str]) -> dict[str, bytes | str]:
+        """One bulk download: content per path, or its `FileOperationError`."""
+        fs = self._sync.fs
+        requests = [FileDownloadRequest(source=path) for path in dict.fromkeys(paths)]
+        try:
+            responses = self._call(lambda: fs.download_files(requests, timeout=self._settings.transfer_timeout))
+        except DaytonaError as exc:
+            return dict.fromkeys(paths, read_failure(exc).message)
+        return _download_outcomes(responses)
+
+    async def _adownload(self, paths: list[str]) -> dict[str, bytes | str]:
+        fs = self._async.fs
+        requests = [FileDownloadRequest(source=path) for path in dict.fromkeys(paths)]
+        try:
+            responses = await self._acall(lambda: fs.download_files(requests, timeout=self._settings.transfer_timeout))
+        except DaytonaError as exc:
+            return dict.fromkeys(paths, read_failure(exc).message)
+        return _download_outcomes(responses)
+
+    # -- fs_*: the raising file API for programs (WebDAV) -----------------------------
+
+    def fs_upload(self, path: str, data: bytes) -> None:
+        """Write `data` to `path` (parents created).
+
+        Raises:
+            OSError: `PermissionError`, `IsADirectoryError`... for the file's own failure.
+            SandboxGoneError, SandboxUnavailableError: For the sandbox's.
+        """
+        target = self._fs_path(path)
+        fs = self._sync.fs
+        with self._fs_errors(path):
+            self._call(lambda: fs.upload_file(data, target, timeout=self._settings.transfer_timeout))
+
+    async def afs_upload(self, path: str, data: bytes) -> None:
+        """Async twin of `fs_upload`."""
+        target = self._fs_path(path)
+        fs = self._async.fs
+        with self._fs_errors(path):
+            await self._acall(lambda: fs.upload_file(data, target, timeout=self._settings.transfer_timeout))
+
+    def fs_upload_stream(self, path: str, source: IO[bytes]) -> None:
+        """Stream a readable binary file object to `path` in flat memory (chunked upload).
+
+        Not retried: a stream cannot be rewound in general, so a transient failure raises.
+        """
+        target = self._fs_path(path)
+        fs = self._sync.fs
+        with self._fs_errors(path):
+            self._call(
+                lambda: fs.upload_file_stream(source, target, timeout=self._settings.transfer_timeout),
+                idempotent=False,
+            )
+
+    async def afs_upload_stream(self, path: str, source: AsyncIterable[bytes]) -> None:
+        """Async twin of `fs_upload_stream`, fed by an async iterable of chunks."""
+        target = self._fs_path(path)
+        fs = self._async.fs
+        with self._fs_errors(path):
+            await self._acall(
+                lambda: fs.upload_file_stream(source, target, timeout=self._settings.transfer_timeout),
+                idempotent=False,
+            )
+
+    def fs_download(self, path: str) -> bytes:
+        """The whole content of the file at `path`."""
+        return b"".join(self.fs_download_stream(path))
+
+    async def afs_download(self, path: str) -> bytes:
+        """Async twin of `fs_download`."""
+        return b"".join([chunk async for chunk in self.afs_download_stream(path)])
+
+    def fs_download_stream(self, path: str) -> Iterator[bytes]:
+        """The file's content in chunks, in flat memory.
+
+        Retried only until the first chunk arrives; after that a failure raises, since
+        starting over would repeat data the caller already has.
+        """
+        source = self._fs_path(path)
+        fs = self._sync.fs
+
+        def first_chunk() -> tuple[bytes | None, Iterator[bytes]]:
+            with _http_errors_as_daytona():
+                stream = fs.download_file_stream(source, timeout=self._settings.transfer_timeout)
+                return next(stream, None), stream
+
+        with self._fs_errors(path):
+            head, stream = self._call(first_chunk)
+        if head is None:
+            return
+        yield head
+        with self._fs_errors(path), _http_errors_as_daytona():
+            yield from stream
+
+    async def afs_download_stream(self, path: str) -> AsyncIterator[bytes]:
+        """Async twin of `fs_download_stream`."""
+        source = self._fs_path(path)
+        fs = self._async.fs
+
+        async def first_chunk() -> tuple[bytes | None, AsyncIterator[bytes]]:
+            with _http_errors_as_daytona():
+                stream = await fs.download_file_stream(source, timeout=self._settings.transfer_timeout)
+                return await anext(stream, None), stream
+
+        with self._fs_errors(path):
+            head, stream = await self._acall(first_chunk)
+        if head is None:
+            return
+        yield head
+        with self._fs_errors(path), _http_errors_as_daytona():
+            async for chunk in stream:
+                yield chunk
+
+    def fs_list(self, path: str) -> list[FileInfo]:
+        """Direct children of the directory `path`, sorted (directories end in `/`)."""
+        target = self._fs_path(path)
+        fs = self._sync.fs
+        with self._fs_errors(path):
+            infos = self._call(lambda: fs.list_files(target, request_timeout=self._settings.request_timeout))
+        return ls_entries(target, infos)
+
+    async def afs_list(self, path: str) -> list[FileInfo]:
+        """Async twin of `fs_list`."""
+        target = self._fs_path(path)
+        fs = self._async.fs
+        with self._fs_errors(path):
+            infos = await self._acall(lambda: fs.list_files(target, request_timeout=self._settings.request_timeout))
+        return ls_entries(target, infos)
+
+    def fs_info(self, path: str) -> FileInfo:
+        """Metadata of one file or directory."""
+        target = self._fs_path(path)
+        fs = self._sync.fs
+        with self._fs_errors(path):
+            info: ListedFile = self._call(
+                lambda: fs.get_file_info(target, request_timeout=self._settings.request_timeout)
+            )
+        return file_info(target, info)
+
+    async def afs_info(self, path: str) -> FileInfo:
+        """Async twin of `fs_info`."""
+        target = self._fs_path(path)
+        fs = self._async.fs
+        with self._fs_errors(path):
+            info: ListedFile = await self._acall(
+                lambda: fs.get_file_info(target, request_timeout=self._settings.request_timeout)
+            )
+        return file_info(target, info)
+
+    def fs_mkdir(self, path: str) -> None:
+        """Create a directory and its parents; an existing directory is fine."""
+        target = self._fs_path(path)
+        fs = self._sync.fs
+        with self._fs_errors(path):
+            self._call(lambda: fs.create_folder(target, "755", request_timeout=self._settings.request_timeout))
+
+    async def afs_mkdir(self, path: str) -> None:
+        """Async twin of `fs_mkdir`."""
+        target = self._fs_path(path)
+        fs = self._async.fs
+        with self._fs_errors(path):
+            await self._acall(lambda: fs.create_folder(target, "755", request_timeout=self._settings.request_timeout))
+
+    def fs_move(self, source: str, destination: str) -> None:
+        """Rename `source` to `destination`, which must not exist (`FileExistsError`)."""
+        src, dst = self._fs_path(source), self._fs_path(destination)
+        fs = self._sync.fs
+        with self._fs_errors(source):
+            self._call(
+                lambda: fs.move_files(src, dst, request_timeout=self._settings.request_timeout),
+                idempotent=False,
+            )
+
+    async def afs_move(self, source: str, destination: str) -> None:
+        """Async twin of `fs_move`."""
+        src, dst = self._fs_path(source), self._fs_path(destination)
+        fs = self._async.fs
+        with self._fs_errors(source):
+            await self._acall(
+                lambda: fs.move_files(src, dst, request_timeout=self._settings.request_timeout),
+                idempotent=False,
+            )
+
+    def fs_delete(self, path: str) -> None:
+        """Remove a file or a whole directory tree."""
+        target = self._fs_path(path)
+        with self._fs_errors(path):
+            self._remove(target)
+
+    async def afs_delete(self, path: str) -> None:
+        """Async twin of `fs_delete`."""
+        target = self._fs_path(path)
+        with self._fs_errors(path):
+            await self._aremove(target)
+
+    def _fs_path(self, path: str) -> str:
+        resolved = self._path(path)
+        if resolved is None:
+            msg = f"invalid path {path!r}: paths cannot contain NUL bytes"
+            raise ValueError(msg)
+        return resolved
+
+    def _fs_errors(self, path: str) -> contextlib.AbstractContextManager[None]:
+        return _raising_os_errors(self.id, path)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def destroy(self) -> None:
+        """Delete the sandbox. Deleting one that is already gone is not an error."""
+        sandbox = self._sync
+        try:
+            self._call(lambda: sandbox.delete(timeout=self._settings.start_timeout))
+        except DaytonaError as exc:
+            if read_failure(exc).status != 404:
+                raise
+
+    async def adestroy(self) -> None:
+        """Async twin of `destroy`."""
+        sandbox = self._async
+        try:
+            await self._acall(lambda: sandbox.delete(timeout=self._settings.start_timeout))
+        except DaytonaError as exc:
+            if read_failure(exc).status != 404:
+                raise
+
+
+# -- result helpers shared by both halves --------------------------------------------
+
+_EMPTY_COMMAND = ExecuteResponse(output="Error: Command must be a non-empty string.", exit_code=1)
+
+
+def _execute_failure(exc: DaytonaError, seconds: int) -> ExecuteResponse:
+    failure = read_failure(exc)
+    if failure.is_timeout or isinstance(exc, DaytonaTimeoutError):
+        return ExecuteResponse(
+            output=(
+                f"Error: Command timed out after {seconds} seconds. "
+                "For long-running commands, re-run using the timeout parameter."
+            ),
+            exit_code=124,
+        )
+    if failure.status is not None and 400 <= failure.status < 500 and not failure.transient:
+        return ExecuteResponse(output=f"Error: {failure.message}", exit_code=1)
+    return ExecuteResponse(
+        output=(
+            f"Error: the sandbox did not confirm the command ({failure.message}). It may or may not "
+            "have run; check its effects before running it again."
+        ),
+        exit_code=None,
+    )
+
+
+def _ls_failure(path: str, exc: DaytonaError) -> LsResult:
+    failure = read_failure(exc)
+    if failure.status == 404:
+        return LsResult(error=f"Path '{path}': path_not_found")
+    if failure.status == 400:
+        return LsResult(error=f"Path '{path}': not_a_directory")
+    return LsResult(error=f"Cannot list '{path}': {failure.message}")
+
+
+def _read_outcome(file_path: str, outcome: bytes | str, offset: int, limit: int) -> ReadResult:
+    if isinstance(outcome, bytes):
+        return read_result(file_path, outcome, offset, limit)
+    if outcome in _NOT_FOUND_OR_NOT_FILE:
+        return ReadResult(error=f"File '{file_path}' not found")
+    return ReadResult(error=f"Error reading file '{file_path}': {outcome}")
+
+
+def _write_outcome(file_path: str, error: str | None) -> WriteResult:
+    if error is not None:
+        return WriteResult(error=f"Error writing file '{file_path}': {error}")
+    return WriteResult(path=file_path)
+
+
+def _plan_edit(
+    file_path: str, outcome: bytes | str, old_string: str, new_string: str, replace_all: bool
+) -> tuple[bytes, int] | EditResult:
+    if isinstance(outcome, str):
+        if outcome in _NOT_FOUND_OR_NOT_FILE:
+            return EditResult(error=f"Error: File '{file_path}' not found")
+        return EditResult(error=f"Error editing file '{file_path}': {outcome}")
+    try:
+        planned = edited_content(outcome, old_string, new_string, replace_all)
+    except UnicodeDecodeError as exc:
+        return EditResult(error=f"Error editing file '{file_path}': {exc}")
+    if isinstance(planned, str):
+        return EditResult(error=planned)
+    return planned
+
+
+def _edit_outcome(file_path: str, error: str | None, occurrences: int) -> EditResult:
+    if error is not None:
+        return EditResult(error=f"Error editing file '{file_path}': {error}")
+    return EditResult(path=file_path, occurrences=occurrences)
+
+
+def _delete_failure(file_path: str, exc: DaytonaError) -> DeleteResult:
+    failure = read_failure(exc)
+    if failure.status == 404:
+        return DeleteResult(error=f"Error: '{file_path}' not found")
+    return DeleteResult(error=f"Error deleting '{file_path}': {failure.message}")
+
+
+def _prepare_grep(search_path: str | None, glob: str | None) -> tuple[str, Callable[[str], bool] | None] | GrepResult:
+    include: Callable[[str], bool] | None = None
+    if glob is not None:
+        try:
+            include = compile_grep_include_glob(glob)
+        except InvalidGlobPatternError as exc:
+            return GrepResult(error=str(exc), matches=[])
+    if search_path is None:
+        return GrepResult(matches=[])
+    return search_path, include
+
+
+def _grep_failure(path: str | None, exc: DaytonaError) -> GrepResult:
+    failure = read_failure(exc)
+    if failure.status == 404:
+        return GrepResult(matches=[])
+    return GrepResult(error=f"Error searching path '{path or '.'}': {failure.message}", matches=[])
+
+
+def _prepare_glob(search_path: str | None, pattern: str) -> tuple[str, Callable[[str], bool]] | GlobResult:
+    try:
+        matches = compile_grep_include_glob(pattern)
+    except InvalidGlobPatternError as exc:
+        return GlobResult(error=str(exc), matches=None)
+    if search_path is None:
+        return GlobResult(matches=[])
+    return search_path, matches
+
+
+def _glob_failure(path: str | None, exc: DaytonaError) -> GlobResult:
+    failure = read_failure(exc)
+    if failure.status in {400, 404}:
+        return GlobResult(matches=[])
+    display = path if path is not None else "<default>"
+    return GlobResult(error=f"Error globbing path '{display}': {failure.message}", matches=[])
+
+
+def _merge_uploads(
+    files: list[tuple[str, bytes]],
+    batch: list[tuple[int, str, bytes]],
+    errors: list[str | None],
+    responses: dict[int, FileUploadResponse],
+) -> list[FileUploadResponse]:
+    for (index, _, _), error in zip(batch, errors, strict=True):
+        responses[index] = FileUploadResponse(path=files[index][0], error=error)
+    return [responses[index] for index in range(len(files))]
+
+
+def _download_outcomes(responses: list[DaytonaDownload]) -> dict[str, bytes | str]:
+    outcomes: dict[str, bytes | str] = {}
+    for response in responses:
+        if response.error is None and isinstance(response.result, bytes):
+            outcomes[response.source] = response.result
+        else:
+            outcomes[response.source] = download_error(response)
+    return outcomes
+
+
+def _merge_downloads(
+    paths: list[str], resolved: list[str | None], outcomes: dict[str, bytes | str]
+) -> list[FileDownloadResponse]:
+    results: list[FileDownloadResponse] = []
+    for path, target in zip(paths, resolved, strict=True):
+        outcome = INVALID_PATH if target is None else outcomes[target]
+        if isinstance(outcome, bytes):
+            results.append(FileDownloadResponse(path=path, content=outcome))
+        else:
+            results.append(FileDownloadResponse(path=path, error=outcome))
+    return results
+
+
+class _Unsure:
+    """Remembers that a delete's answer was lost, so a later 404 means "done", not "missing"."""
+
+    def __init__(self) -> None:
+        self.lost_answer = False
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[None]:
+        try:
+            yield
+        except DaytonaError as exc:
+            failure = read_failure(exc)
+            if failure.status == 404 and self.lost_answer:
+                return  # An earlier try deleted it; its answer was lost on the way back.
+            if failure.transient and not failure.safe_to_resend:
+                self.lost_answer = True
+            raise
+
+
+@contextlib.contextmanager
+def _raising_os_errors(sandbox_id: str, path: str) -> Iterator[None]:
+    """Turn a file-level `DaytonaError` into the matching `OSError` for `fs_*` callers."""
+    try:
+        yield
+    except DaytonaError as exc:
+        raise _os_error(sandbox_id, path, read_failure(exc)) from exc
+
+
+@contextlib.contextmanager
+def _http_errors_as_daytona() -> Iterator[None]:
+    """Streams fail while iterated, outside the SDK's error translation: translate here.
+
+    Only errors of the HTTP libraries are translated (so the retry logic sees them);
+    anything else is a bug and goes up unchanged.
+    """
+    try:
+        yield
+    except DaytonaError:
+        raise
+    except Exception as exc:
+        if type(exc).__module__.split(".")[0] not in {"httpx", "httpcore", "aiohttp"}:
+            raise
+        raise DaytonaError(f"Transfer failed: {exc}") from exc
+
+
+def _os_error(sandbox_id: str, path: str, failure: Failure) -> Exception:
+    message = failure.message.lower()
+    if failure.status == 404 or failure.code == "FILE_NOT_FOUND":
+        return FileNotFoundError(2, "No such file or directory", path)
+    if failure.status == 403 or "permission denied" in message:
+        return PermissionError(13, "Permission denied", path)
+    if failure.status == 409:
+        return FileExistsError(17, "File exists", path)
+    if "not a directory" in message:
+        return NotADirectoryError(20, "Not a directory", path)
+    if "directory" in message:
+        return IsADirectoryError(21, "Is a directory", path)
+    if failure.transient:
+        return SandboxUnavailableError(
+            sandbox_id, f"Sandbox {sandbox_id} did not answer for '{path}': {failure.message}"
+        )
+    return OSError(f"'{path}': {failure.message}")
