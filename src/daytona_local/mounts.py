@@ -100,6 +100,14 @@ class MountPlan:
     def bwrap_args(self) -> list[str]:
         """Arguments that make bubblewrap build this view; parents before children."""
         args: list[str] = []
+        # Directories of the synthetic root that lead to mount points (e.g. /home): bubblewrap would
+        # make them 0700, unreachable for the sandbox user, so they are made 0755 first.
+        parents = {
+            os.path.dirname(p) for p in [m.sandbox_path for m in self.mounts] + list(self.symlinks)
+        } - {"/"}
+        for parent in sorted(parents, key=lambda p: p.count("/")):
+            if self._mount_for(parent) is None:
+                args += ["--perms", "0755", "--dir", parent]
         for mount in sorted(self.mounts, key=lambda m: m.sandbox_path.count("/")):
             flag = "--bind" if mount.writable else "--ro-bind"
             args += [flag, mount.host_path, mount.sandbox_path]

@@ -1,0 +1,41 @@
+# Every target does its own set-up on a fresh machine: uv, the virtualenv, and bubblewrap.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export PATH := $(HOME)/.local/bin:$(PATH)
+
+.PHONY: setup test lint demo bench clean
+
+setup: .venv/.synced system-deps
+
+$(UV):
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+# bubblewrap isolates sandboxes; cadaver and rclone are the real WebDAV clients the tests use.
+system-deps:
+	@missing=""; for pkg in bwrap:bubblewrap cadaver:cadaver rclone:rclone; do \
+	  command -v $${pkg%%:*} >/dev/null 2>&1 || missing="$$missing $${pkg##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
+	  else echo "please install:$$missing (e.g. sudo apt-get install$$missing)"; fi; fi
+
+lint: setup
+	$(UV) run --frozen ruff check src tests benchmarks examples
+	$(UV) run --frozen ruff format --check src tests benchmarks examples
+
+test: setup
+	$(UV) run --frozen pytest -q
+
+demo: setup
+	$(UV) run --frozen deepagents-daytona demo
+
+bench: setup
+	$(UV) run --frozen python benchmarks/local_server.py
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache
