@@ -13,7 +13,6 @@ import array
 import asyncio
 import contextlib
 import itertools
-import json
 import os
 import shutil
 import signal
@@ -166,21 +165,21 @@ class Container:
         if not data:
             self._closed()
             return
-        message = json.loads(data)
-        if message.get("ready"):
+        kind, *fields = data.split(b"\0")
+        if kind == b"ready":
             if self._ready and not self._ready.done():
                 self._ready.set_result(None)
             return
-        command_id = message["id"]
-        if "pid" in message:
-            self._resolve(self._pending.pop(command_id, None), message["pid"])
-        elif "error" in message:
+        command_id = int(fields[0])
+        if kind == b"pid":
+            self._resolve(self._pending.pop(command_id, None), int(fields[1]))
+        elif kind == b"error":
             future = self._pending.pop(command_id, None)
             self._exits.pop(command_id, None)
             if future and not future.done():
-                future.set_exception(SpawnError(message["error"]))
-        elif "exit" in message:
-            self._resolve(self._exits.pop(command_id, None), message["exit"])
+                future.set_exception(SpawnError(fields[1].decode(errors="replace")))
+        elif kind == b"exit":
+            self._resolve(self._exits.pop(command_id, None), int(fields[1]))
 
     @staticmethod
     def _resolve(future: asyncio.Future[int] | None, value: int) -> None:
@@ -212,16 +211,19 @@ class Container:
         exited: asyncio.Future[int] = self._loop.create_future()
         self._pending[command_id] = started
         self._exits[command_id] = exited
-        request = {"op": "spawn", "id": command_id, "argv": argv, "cwd": cwd, "env": dict(env)}
+        fields = [b"spawn", str(command_id), cwd, str(len(argv)), *argv, *(f"{k}={v}" for k, v in env.items())]
+        if any("\0" in field for field in fields[1:]):
+            raise SpawnError("arguments, environment and working directory cannot contain NUL bytes")
+        message = b"\0".join(f if isinstance(f, bytes) else f.encode() for f in fields)
         fds = array.array("i", [stdin, stdout, stderr])
-        self._sock.sendmsg([json.dumps(request).encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        self._sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         pid = await started
         return Command(command_id, pid, exited)
 
     def kill(self, command: Command, sig: int = signal.SIGKILL) -> None:
         if self._sock is not None:
             with contextlib.suppress(OSError):
-                self._sock.send(json.dumps({"op": "kill", "id": command.id, "signal": int(sig)}).encode())
+                self._sock.send(f"kill\0{command.id}\0{int(sig)}".encode())
 
     async def stop(self) -> None:
         """Kill every process of the sandbox and wait until they are gone."""

@@ -61,12 +61,22 @@ def _uvicorn_config(settings: ServerSettings, counter: RequestCounter | None, lo
     return uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
 
 
+def _listening_socket(settings: ServerSettings) -> socket.socket:
+    """Bound before serving, so port 0 is known at once; TCP_NODELAY, or every keep-alive reply
+    waits 40 ms for a delayed ACK (headers and body go out as two segments)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((settings.host, settings.port))
+    return sock
+
+
 def serve(settings: ServerSettings) -> None:
     """Run in the foreground until interrupted."""
     check_isolation(settings)
-    config = _uvicorn_config(settings, None, "info")
-    config.host, config.port = settings.host, settings.port
-    uvicorn.Server(config).run()
+    sock = _listening_socket(settings)
+    uvicorn.Server(_uvicorn_config(settings, None, "info")).run(sockets=[sock])
 
 
 class BackgroundServer:
@@ -76,9 +86,7 @@ class BackgroundServer:
         check_isolation(settings)
         self.settings = settings
         self.counter = RequestCounter()
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((settings.host, settings.port))
+        self._sock = _listening_socket(settings)
         self.port: int = self._sock.getsockname()[1]
         self._server = uvicorn.Server(_uvicorn_config(settings, self.counter, log_level))
         self._thread = threading.Thread(target=self._run, name="daytona-local", daemon=True)

@@ -101,7 +101,7 @@ async def run_command(
         else:
             code, output = await run_argv(container, argv_or_script, cwd=cwd, env=env, timeout=timeout)
     except SpawnError as exc:
-        return {"exitCode": -1, "result": f"chdir {cwd}: {exc}"}
+        return {"exitCode": -1, "result": str(exc)}
     except TimeoutError:
         raise DaemonError(408, "request timeout: command execution timeout") from None
     except ContainerGone:
