@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -253,7 +254,7 @@ async def create_volume(request: Request) -> JSONResponse:
     if service.store.find_volume(body.name) is not None:
         raise ApiError(400, f"Volume with name {body.name} already exists")
     volume = VolumeRecord(name=body.name)
-    service.store.volume_root(volume.id).mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(service.make_volume_data, volume.id)
     service.store.save_volume(volume)
     return JSONResponse(volume.dto())
 

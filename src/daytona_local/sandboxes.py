@@ -162,15 +162,28 @@ class SandboxService:
         (root / "etc" / "group").write_text(f"root:x:0:\ndaytona:x:{uid}:\n")
         (root / "etc" / "hostname").write_text(record.id[:12] + "\n")
         for mount in record.volumes:
-            source = self._volume_source(mount)
-            if not source.exists():
-                source.mkdir(parents=True, exist_ok=True)
-                self._chown(source)
+            self._make_owned_dirs(self.store.volume_root(mount.volume_id).resolve(), self._volume_source(mount))
             if mount.mount_path.startswith(HOME + "/"):
                 # bubblewrap makes missing mount points; made here they belong to the sandbox user.
                 point = root / "home" / mount.mount_path[len(HOME) + 1 :]
                 point.mkdir(parents=True, exist_ok=True)
                 self._chown(point)
+
+    def _make_owned_dirs(self, volume_root: Path, path: Path) -> None:
+        """mkdir -p of `path` inside a volume, every directory made owned by the sandbox user: a
+        subpath's parents (`threads/` of `threads/<key>`) must be writable to a sandbox mounting the root."""
+        current = volume_root.parent
+        current.mkdir(parents=True, exist_ok=True)
+        for part in path.relative_to(current).parts:
+            current = current / part
+            if not current.exists():
+                current.mkdir()
+                self._chown(current)
+
+    def make_volume_data(self, volume_id: str) -> None:
+        """The root directory of a new volume, writable by the sandboxes that will mount it."""
+        root = self.store.volume_root(volume_id)
+        self._make_owned_dirs(root, root)
 
     async def _run(self, record: SandboxRecord) -> None:
         await asyncio.to_thread(self._prepare_dirs, record)

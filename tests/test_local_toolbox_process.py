@@ -1,0 +1,218 @@
+"""daytona_local's process toolbox (execute, code-run, sessions) through the SDK, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from daytona import (
+    AsyncDaytona,
+    AsyncSandbox,
+    CodeRunParams,
+    CreateSandboxFromSnapshotParams,
+    Daytona,
+    DaytonaError,
+    DaytonaNotFoundError,
+    DaytonaTimeoutError,
+    Sandbox,
+    SessionExecuteRequest,
+)
+
+
+@pytest.fixture(scope="module")
+def sandbox(daytona: Daytona) -> Iterator[Sandbox]:
+    created = daytona.create(CreateSandboxFromSnapshotParams(env_vars={"SANDBOX_WIDE": "from-create"}))
+    yield created
+    daytona.delete(created)
+
+
+@pytest.fixture(scope="module")
+async def async_sandbox(async_daytona: AsyncDaytona, sandbox: Sandbox) -> AsyncIterator[AsyncSandbox]:
+    """The same sandbox seen through the async client."""
+    yield await async_daytona.get(sandbox.id)
+
+
+def session_id() -> str:
+    return f"s-{uuid.uuid4().hex[:8]}"
+
+
+# ---- execute ------------------------------------------------------------------------------------
+def test_exec_runs_shell_syntax(sandbox: Sandbox) -> None:
+    reply = sandbox.process.exec("x=4; for i in 1 2; do echo $((x*i)); done | tr '\\n' ' ' && echo done")
+    assert reply.exit_code == 0
+    assert reply.result == "4 8 done\n"
+
+
+def test_exec_reports_the_exit_code(sandbox: Sandbox) -> None:
+    assert sandbox.process.exec("exit 7").exit_code == 7
+    assert sandbox.process.exec("false").exit_code == 1
+
+
+def test_exec_combines_stdout_and_stderr(sandbox: Sandbox) -> None:
+    reply = sandbox.process.exec("echo out; echo err >&2")
+    assert "out" in reply.result
+    assert "err" in reply.result
+
+
+def test_exec_defaults_to_the_home_dir_and_honours_cwd(sandbox: Sandbox) -> None:
+    assert sandbox.process.exec("pwd").result.strip() == "/home/daytona"
+    sandbox.process.exec("mkdir -p sub/dir")
+    assert sandbox.process.exec("pwd", cwd="/home/daytona/sub/dir").result.strip() == "/home/daytona/sub/dir"
+    assert sandbox.process.exec("pwd", cwd="/tmp").result.strip() == "/tmp"
+
+
+def test_exec_in_a_missing_cwd_reports_minus_one(sandbox: Sandbox) -> None:
+    reply = sandbox.process.exec("pwd", cwd="/home/daytona/does-not-exist")
+    assert reply.exit_code == -1
+    assert "does-not-exist" in reply.result
+
+
+def test_exec_env_adds_to_the_sandbox_env(sandbox: Sandbox) -> None:
+    reply = sandbox.process.exec("echo $ONE-$SANDBOX_WIDE", env={"ONE": "1"})
+    assert reply.result.strip() == "1-from-create"
+    assert sandbox.process.exec('echo "[$ONE]"').result.strip() == "[]"
+
+
+def test_exec_past_its_timeout_raises_a_timeout_error_and_kills_the_command(sandbox: Sandbox) -> None:
+    marker = f"/tmp/timeout-{uuid.uuid4().hex[:6]}"
+    with pytest.raises(DaytonaTimeoutError):
+        sandbox.process.exec(f"sleep 30; touch {marker}", timeout=1)
+    assert sandbox.process.exec(f"pgrep -f 'sleep 30' || echo none; test -e {marker} || echo absent").result.split()[
+        -2:
+    ] == ["none", "absent"]
+
+
+def test_exec_reads_the_script_from_stdin_so_long_commands_work(sandbox: Sandbox) -> None:
+    command = "echo " + "a" * 300_000 + " | wc -c"
+    assert sandbox.process.exec(command).result.strip() == "300001"
+
+
+def test_code_run_runs_python_with_argv_and_env(sandbox: Sandbox) -> None:
+    code = "import os, sys\nprint(sys.argv[1:], os.environ['K'])\nraise SystemExit(3)"
+    reply = sandbox.process.code_run(code, params=CodeRunParams(argv=["a", "b c"], env={"K": "v"}))
+    assert reply.exit_code == 3
+    assert reply.result.strip() == "['a', 'b c'] v"
+
+
+# ---- sessions -----------------------------------------------------------------------------------
+def test_session_keeps_cwd_and_exported_variables_between_commands(sandbox: Sandbox) -> None:
+    sid = session_id()
+    sandbox.process.create_session(sid)
+    try:
+        go = SessionExecuteRequest(command="mkdir -p /tmp/sess && cd /tmp/sess")
+        sandbox.process.execute_session_command(sid, go)
+        sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="export COLOR=blue; plain=1"))
+        reply = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="echo $(pwd) $COLOR $plain"))
+        assert reply.exit_code == 0
+        assert reply.stdout.strip() == "/tmp/sess blue 1"
+    finally:
+        sandbox.process.delete_session(sid)
+
+
+def test_session_sync_command_splits_stdout_stderr_and_exit_code(sandbox: Sandbox) -> None:
+    sid = session_id()
+    sandbox.process.create_session(sid)
+    try:
+        reply = sandbox.process.execute_session_command(
+            sid, SessionExecuteRequest(command="echo to-out; echo to-err >&2; exit_with() { return $1; }; exit_with 5")
+        )
+        assert reply.exit_code == 5
+        assert reply.stdout == "to-out\n"
+        assert reply.stderr == "to-err\n"
+        logs = sandbox.process.get_session_command_logs(sid, reply.cmd_id)
+        assert (logs.stdout, logs.stderr) == ("to-out\n", "to-err\n")
+        command = sandbox.process.get_session_command(sid, reply.cmd_id)
+        assert command.exit_code == 5
+        assert [c.id for c in sandbox.process.get_session(sid).commands] == [reply.cmd_id]
+    finally:
+        sandbox.process.delete_session(sid)
+
+
+def test_session_async_command_finishes_later_with_logs(sandbox: Sandbox) -> None:
+    sid = session_id()
+    sandbox.process.create_session(sid)
+    try:
+        started = sandbox.process.execute_session_command(
+            sid, SessionExecuteRequest(command="sleep 0.3; echo finished; exit 0", run_async=True)
+        )
+        assert started.exit_code is None
+        command = sandbox.process.get_session_command(sid, started.cmd_id)
+        deadline = time.monotonic() + 30
+        while command.exit_code is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            command = sandbox.process.get_session_command(sid, started.cmd_id)
+        assert command.exit_code == 0
+        assert sandbox.process.get_session_command_logs(sid, started.cmd_id).stdout == "finished\n"
+    finally:
+        sandbox.process.delete_session(sid)
+
+
+def test_session_listing_and_deletion(sandbox: Sandbox) -> None:
+    sid = session_id()
+    sandbox.process.create_session(sid)
+    assert sid in {s.session_id for s in sandbox.process.list_sessions()}
+    sandbox.process.delete_session(sid)
+    assert sid not in {s.session_id for s in sandbox.process.list_sessions()}
+    with pytest.raises(DaytonaNotFoundError):
+        sandbox.process.get_session(sid)
+
+
+def test_duplicate_session_id_is_refused(sandbox: Sandbox) -> None:
+    sid = session_id()
+    sandbox.process.create_session(sid)
+    try:
+        with pytest.raises(DaytonaError) as raised:
+            sandbox.process.create_session(sid)
+        assert raised.value.status_code == 409
+    finally:
+        sandbox.process.delete_session(sid)
+
+
+def test_unknown_session_and_command_are_not_found(sandbox: Sandbox) -> None:
+    with pytest.raises(DaytonaNotFoundError):
+        sandbox.process.execute_session_command("no-such-session", SessionExecuteRequest(command="true"))
+    sid = session_id()
+    sandbox.process.create_session(sid)
+    try:
+        with pytest.raises(DaytonaNotFoundError):
+            sandbox.process.get_session_command(sid, str(uuid.uuid4()))
+    finally:
+        sandbox.process.delete_session(sid)
+
+
+# ---- async client -------------------------------------------------------------------------------
+async def test_async_exec_and_code_run(async_sandbox: AsyncSandbox) -> None:
+    reply = await async_sandbox.process.exec("echo $((6*7)); exit 2", env={"X": "y"})
+    assert (reply.exit_code, reply.result.strip()) == (2, "42")
+    ran = await async_sandbox.process.code_run("print('py', 1 + 1)")
+    assert (ran.exit_code, ran.result.strip()) == (0, "py 2")
+
+
+async def test_async_exec_timeout_raises_a_timeout_error(async_sandbox: AsyncSandbox) -> None:
+    with pytest.raises(DaytonaTimeoutError):
+        await async_sandbox.process.exec("sleep 30", timeout=1)
+
+
+async def test_async_session_runs_sync_and_async_commands(async_sandbox: AsyncSandbox) -> None:
+    sid = session_id()
+    await async_sandbox.process.create_session(sid)
+    try:
+        await async_sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="export A=async"))
+        reply = await async_sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="echo $A"))
+        assert reply.stdout == "async\n"
+        started = await async_sandbox.process.execute_session_command(
+            sid, SessionExecuteRequest(command="echo later; exit 4", run_async=True)
+        )
+        command = await async_sandbox.process.get_session_command(sid, started.cmd_id)
+        deadline = time.monotonic() + 30
+        while command.exit_code is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            command = await async_sandbox.process.get_session_command(sid, started.cmd_id)
+        assert command.exit_code == 4
+        logs = await async_sandbox.process.get_session_command_logs(sid, started.cmd_id)
+        assert logs.stdout == "later\n"
+    finally:
+        await async_sandbox.process.delete_session(sid)
