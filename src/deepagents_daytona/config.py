@@ -58,6 +58,13 @@ class DaytonaSettings(BaseSettings):
     workspace_path: str = "/home/daytona/workspace"
     """`DAYTONA_WORKSPACE_PATH`: where a thread's workspace is mounted inside its sandbox."""
 
+    files_mount_path: str = "/home/daytona/volume"
+    """`DAYTONA_FILES_MOUNT_PATH`: where the files sandbox mounts the whole volume (WebDAV's root)."""
+
+    sandbox_name_prefix: str = Field(default="deepagents", min_length=1, max_length=40, pattern=r"^[a-z0-9-]+$")
+    """`DAYTONA_SANDBOX_NAME_PREFIX`: the start of every sandbox name this plugin gives, so that
+    several applications can share one Daytona organisation without meeting each other's sandboxes."""
+
     snapshot: str | None = None
     """`DAYTONA_SNAPSHOT`: the snapshot new sandboxes are created from (`None` = Daytona's default)."""
 
@@ -79,7 +86,7 @@ class DaytonaSettings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1, le=20)
     """`DAYTONA_MAX_ATTEMPTS`: tries of one idempotent call before a transient failure is reported."""
 
-    @field_validator("workspace_path")
+    @field_validator("workspace_path", "files_mount_path")
     @classmethod
     def _workspace_path_is_absolute(cls, value: str) -> str:
         if not value.startswith("/") or "\x00" in value:
