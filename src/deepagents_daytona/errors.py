@@ -84,19 +84,22 @@ class Failure:
         """A non-idempotent call may be sent again without risk of running twice."""
         return self.unsent or self.status in _UNSENT_STATUSES
 
-    @property
-    def may_mean_not_running(self) -> bool:
+    def may_mean_not_running(self, *, missing_is_routine: bool) -> bool:
         """The sandbox itself may be stopped, archived or gone, rather than the call wrong.
 
         Worth one look at the sandbox's state before giving up or retrying blindly.
+        `missing_is_routine` says a 404 is an ordinary answer of this call (a missing
+        file); it then points at the sandbox only when the message names the sandbox.
         """
         lowered = self.message.lower()
         if self.status is None or self.status in {401, 410, 502, 503}:
             return True
         if self.status == 400:
-            return any(hint in lowered for hint in _NOT_RUNNING_HINTS)
-        if self.status == 404:
-            return self.code in (None, "NOT_FOUND") and "sandbox" in lowered and "file" not in lowered
+            # A 400 without an error code carries no reason we can read (a bare daemon
+            # error, or a streamed call whose body was never read): look rather than guess.
+            return self.code is None or any(hint in lowered for hint in _NOT_RUNNING_HINTS)
+        if self.status == 404 and self.code != "FILE_NOT_FOUND":
+            return not missing_is_routine or "sandbox" in lowered
         return False
 
     @property

@@ -56,12 +56,15 @@ def call_with_retry(
     *,
     policy: RetryPolicy,
     idempotent: bool,
+    missing_is_routine: bool,
     revive: Callable[[], bool],
 ) -> T:
     """Run `op`, retrying per `policy`; the last `DaytonaError` is re-raised when out of tries.
 
-    `revive()` returns `True` when it had to start the sandbox; the call is then repeated
-    at once without counting as an attempt, since it cannot have run on a stopped sandbox.
+    `missing_is_routine` says a 404 may be this call's ordinary answer (a missing file),
+    not a sign of a missing sandbox. `revive()` returns `True` when it had to start the
+    sandbox; the call is then repeated at once without counting as an attempt, since it
+    cannot have run on a stopped sandbox.
     """
     attempt, revived = 0, False
     while True:
@@ -69,7 +72,7 @@ def call_with_retry(
             return op()
         except DaytonaError as exc:
             failure = read_failure(exc)
-            if not revived and failure.may_mean_not_running:
+            if not revived and failure.may_mean_not_running(missing_is_routine=missing_is_routine):
                 revived = True
                 if revive():
                     continue
@@ -86,6 +89,7 @@ async def acall_with_retry(
     *,
     policy: RetryPolicy,
     idempotent: bool,
+    missing_is_routine: bool,
     revive: Callable[[], Awaitable[bool]],
 ) -> T:
     """Async twin of `call_with_retry`; waits with `asyncio.sleep`, never blocking the loop."""
@@ -95,7 +99,7 @@ async def acall_with_retry(
             return await op()
         except DaytonaError as exc:
             failure = read_failure(exc)
-            if not revived and failure.may_mean_not_running:
+            if not revived and failure.may_mean_not_running(missing_is_routine=missing_is_routine):
                 revived = True
                 if await revive():
                     continue

@@ -170,11 +170,25 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     def _path(self, path: str | None) -> str | None:
         return resolve_path(self._root, path)
 
-    def _call(self, op: Callable[[], T], *, idempotent: bool = True) -> T:
-        return call_with_retry(op, policy=self._retry, idempotent=idempotent, revive=self._revive)
+    def _call(self, op: Callable[[], T], *, idempotent: bool = True, missing_is_routine: bool = True) -> T:
+        return call_with_retry(
+            op,
+            policy=self._retry,
+            idempotent=idempotent,
+            missing_is_routine=missing_is_routine,
+            revive=self._revive,
+        )
 
-    async def _acall(self, op: Callable[[], Awaitable[T]], *, idempotent: bool = True) -> T:
-        return await acall_with_retry(op, policy=self._retry, idempotent=idempotent, revive=self._arevive)
+    async def _acall(
+        self, op: Callable[[], Awaitable[T]], *, idempotent: bool = True, missing_is_routine: bool = True
+    ) -> T:
+        return await acall_with_retry(
+            op,
+            policy=self._retry,
+            idempotent=idempotent,
+            missing_is_routine=missing_is_routine,
+            revive=self._arevive,
+        )
 
     def _revive(self) -> bool:
         """Look at the sandbox once; start it if stopped. `True` when the call should be repeated."""
@@ -260,6 +274,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
             response = self._call(
                 lambda: process.exec(command, cwd=self._root, timeout=seconds),
                 idempotent=False,
+                missing_is_routine=False,
             )
         except DaytonaError as exc:
             return _execute_failure(exc, seconds)
@@ -275,6 +290,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
             response = await self._acall(
                 lambda: process.exec(command, cwd=self._root, timeout=seconds),
                 idempotent=False,
+                missing_is_routine=False,
             )
         except DaytonaError as exc:
             return _execute_failure(exc, seconds)
@@ -545,7 +561,10 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         fs = self._sync.fs
         uploads = [FileUpload(source=data, destination=path) for path, data in items]
         try:
-            self._call(lambda: fs.upload_files(uploads, timeout=self._settings.transfer_timeout))
+            self._call(
+                lambda: fs.upload_files(uploads, timeout=self._settings.transfer_timeout),
+                missing_is_routine=False,
+            )
         except DaytonaError as exc:
             failure = read_failure(exc)
             if len(items) == 1 or failure.transient:
@@ -557,7 +576,10 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         fs = self._async.fs
         uploads = [FileUpload(source=data, destination=path) for path, data in items]
         try:
-            await self._acall(lambda: fs.upload_files(uploads, timeout=self._settings.transfer_timeout))
+            await self._acall(
+                lambda: fs.upload_files(uploads, timeout=self._settings.transfer_timeout),
+                missing_is_routine=False,
+            )
         except DaytonaError as exc:
             failure = read_failure(exc)
             if len(items) == 1 or failure.transient:
@@ -570,7 +592,10 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         fs = self._sync.fs
         requests = [FileDownloadRequest(source=path) for path in dict.fromkeys(paths)]
         try:
-            responses = self._call(lambda: fs.download_files(requests, timeout=self._settings.transfer_timeout))
+            responses = self._call(
+                lambda: fs.download_files(requests, timeout=self._settings.transfer_timeout),
+                missing_is_routine=False,
+            )
         except DaytonaError as exc:
             return dict.fromkeys(paths, read_failure(exc).message)
         return _download_outcomes(responses)
@@ -579,7 +604,10 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         fs = self._async.fs
         requests = [FileDownloadRequest(source=path) for path in dict.fromkeys(paths)]
         try:
-            responses = await self._acall(lambda: fs.download_files(requests, timeout=self._settings.transfer_timeout))
+            responses = await self._acall(
+                lambda: fs.download_files(requests, timeout=self._settings.transfer_timeout),
+                missing_is_routine=False,
+            )
         except DaytonaError as exc:
             return dict.fromkeys(paths, read_failure(exc).message)
         return _download_outcomes(responses)
@@ -776,6 +804,8 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         sandbox = self._sync
         try:
             self._call(lambda: sandbox.delete(timeout=self._settings.start_timeout))
+        except SandboxGoneError:
+            return
         except DaytonaError as exc:
             if read_failure(exc).status != 404:
                 raise
@@ -785,6 +815,8 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         sandbox = self._async
         try:
             await self._acall(lambda: sandbox.delete(timeout=self._settings.start_timeout))
+        except SandboxGoneError:
+            return
         except DaytonaError as exc:
             if read_failure(exc).status != 404:
                 raise
