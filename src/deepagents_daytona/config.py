@@ -12,10 +12,11 @@ import functools
 import posixpath
 from typing import Any
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _ENV_PREFIX = "DAYTONA_"
+_MIN_TOKEN_LENGTH = 16
 
 
 class SettingsError(ValueError):
@@ -86,6 +87,22 @@ class DaytonaSettings(BaseSettings):
     max_attempts: int = Field(default=5, ge=1, le=20)
     """`DAYTONA_MAX_ATTEMPTS`: tries of one idempotent call before a transient failure is reported."""
 
+    webdav_username: str | None = None
+    """`DAYTONA_WEBDAV_USERNAME`: the user name WebDAV clients log in with (basic auth; no `:`)."""
+
+    webdav_password: SecretStr | None = Field(default=None, validate_default=True)
+    """`DAYTONA_WEBDAV_PASSWORD`: that user's password; set together with the user name."""
+
+    webdav_token: SecretStr | None = None
+    """`DAYTONA_WEBDAV_TOKEN`: a bearer token for WebDAV (`Authorization: Bearer ...`). Clients that
+    only speak basic auth (Finder, Explorer) may send it as the password with any user name."""
+
+    webdav_anonymous: bool = False
+    """`DAYTONA_WEBDAV_ANONYMOUS`: serve WebDAV without credentials. Only ever on when set explicitly."""
+
+    webdav_read_only: bool = False
+    """`DAYTONA_WEBDAV_READ_ONLY`: refuse every WebDAV method that would change the volume (403)."""
+
     @field_validator("workspace_path", "files_mount_path")
     @classmethod
     def _workspace_path_is_absolute(cls, value: str) -> str:
@@ -93,6 +110,34 @@ class DaytonaSettings(BaseSettings):
             msg = "must be an absolute path such as /home/daytona/workspace"
             raise ValueError(msg)
         return posixpath.normpath(value)
+
+    @field_validator("webdav_username")
+    @classmethod
+    def _webdav_username_fits_basic_auth(cls, value: str | None) -> str | None:
+        if value is not None and (not value or ":" in value or any(ord(char) < 32 for char in value)):
+            msg = "must be non-empty, without ':' or control characters (basic auth sends user:password)"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("webdav_token")
+    @classmethod
+    def _webdav_token_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < _MIN_TOKEN_LENGTH:
+            msg = f"must be at least {_MIN_TOKEN_LENGTH} characters; `openssl rand -hex 32` makes a good one"
+            raise ValueError(msg)
+        return value
+
+    @field_validator("webdav_password")
+    @classmethod
+    def _webdav_credentials_come_in_pairs(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        has_user = info.data.get("webdav_username") is not None
+        if has_user and not value:
+            msg = "must be set when DAYTONA_WEBDAV_USERNAME is"
+            raise ValueError(msg)
+        if value is not None and not has_user and "webdav_username" in info.data:
+            msg = "needs DAYTONA_WEBDAV_USERNAME too (or use DAYTONA_WEBDAV_TOKEN alone)"
+            raise ValueError(msg)
+        return value
 
     @field_validator("api_url")
     @classmethod
