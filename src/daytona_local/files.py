@@ -98,6 +98,33 @@ def os_error(exc: OSError, path: str) -> DaemonError:
     return DaemonError(400, f"bad request: {exc.strerror or exc}: {path}")
 
 
+def open_regular(host_path: str) -> tuple[BinaryIO | None, os.stat_result]:
+    """Open a host file for reading, or give None with its stat when it is not a regular file.
+
+    The final component is never followed and a FIFO never blocks: between resolving a path in the
+    sandbox's view and opening it here, the sandbox may have swapped the file for a link to a host
+    path or for a pipe nobody writes to.
+    """
+    fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None, st
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb"), st
+
+
+def open_regular_for_write(host_path: str, flags: int) -> int:
+    """A write descriptor to a regular host file (`flags` may add O_CREAT, O_TRUNC), for the same
+    reasons as `open_regular`: an upload onto a FIFO must fail, not hang a worker thread."""
+    fd = os.open(host_path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | flags, 0o644)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file")
+    os.set_blocking(fd, True)
+    return fd
+
+
 @dataclass
 class Target:
     """A resolved request path: what the client asked for, where it lives in the sandbox and host."""
@@ -218,18 +245,14 @@ class SandboxFiles:
         if target.host_path is None:
             raise os_error(OSError(errno.EISDIR, "is a directory"), path)
         try:
-            fd = os.open(target.host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            handle, st = open_regular(target.host_path)
         except OSError as exc:
             raise os_error(exc, path) from exc
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            os.close(fd)
-            raise os_error(OSError(errno.EISDIR, "is a directory"), path)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
+        if handle is None:
+            if stat.S_ISDIR(st.st_mode):
+                raise os_error(OSError(errno.EISDIR, "is a directory"), path)
             raise DaemonError(400, f"invalid file path: not a regular file: {path}", "INVALID_FILE_PATH")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb"), st.st_size
+        return handle, st.st_size
 
     # ---- writing ------------------------------------------------------------------------------
     def open_write(self, path: str) -> BinaryIO:
@@ -239,7 +262,7 @@ class SandboxFiles:
             host = self._writable(target)
             self._make_parents(target)
             existed = os.path.lexists(host)
-            fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            fd = open_regular_for_write(host, os.O_CREAT | os.O_TRUNC)
             if not existed and self.owner is not None:
                 os.fchown(fd, *self.owner)
         except OSError as exc:
@@ -374,9 +397,10 @@ class SandboxFiles:
             if is_dir or host is None:
                 continue
             try:
-                with open(host, "rb") as handle:
-                    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                        continue
+                handle, _st = open_regular(host)
+                if handle is None:
+                    continue
+                with handle:
                     head = handle.read(BINARY_PROBE)
                     if not head or b"\x00" in head:
                         continue
@@ -420,11 +444,13 @@ class SandboxFiles:
             try:
                 target = self.target(path)
                 host = self._writable(target)
-                with open(host, "rb") as handle:
+                handle, _st = open_regular(host)
+                if handle is None:
+                    raise OSError(errno.EINVAL, "not a regular file")
+                with handle:
                     content = handle.read()
-                fd = os.open(host, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(content.replace(old, new))
+                with os.fdopen(open_regular_for_write(host, os.O_TRUNC), "wb") as out:
+                    out.write(content.replace(old, new))
                 results.append({"file": path, "success": True})
             except (OSError, DaemonError) as exc:
                 error = exc.message if isinstance(exc, DaemonError) else f"{exc.strerror}: {path}"

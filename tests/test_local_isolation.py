@@ -1,0 +1,218 @@
+"""What a sandbox cannot do: see other sandboxes, the host or the data dir; write outside its home,
+/tmp and its mounts; escape through symlinks; act as root; reach the network. Tried both through
+its own processes (exec) and through the toolbox file API, which runs on the host as the server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from daytona import (
+    CreateSandboxFromSnapshotParams,
+    Daytona,
+    DaytonaError,
+    FileDownloadRequest,
+    Sandbox,
+    VolumeMount,
+)
+
+from daytona_local.testing import LocalServer
+
+HOME = "/home/daytona"
+SECRET = b"other sandbox's secret"
+
+
+@pytest.fixture(scope="module")
+def victim(daytona: Daytona) -> Iterator[Sandbox]:
+    created = daytona.create()
+    created.fs.upload_file(SECRET, f"{HOME}/secret.txt")
+    yield created
+    daytona.delete(created)
+
+
+@pytest.fixture(scope="module")
+def attacker(daytona: Daytona) -> Iterator[Sandbox]:
+    created = daytona.create()
+    yield created
+    daytona.delete(created)
+
+
+@pytest.fixture(scope="module")
+def victim_secret_on_host(local_server: LocalServer, victim: Sandbox) -> str:
+    path = local_server.settings.data_dir / "sandboxes" / victim.id / "home" / "secret.txt"
+    assert path.read_bytes() == SECRET  # the layout these tests aim at is real
+    return str(path)
+
+
+def fs_download_fails(sandbox: Sandbox, path: str) -> bool:
+    reply = sandbox.fs.download_files([FileDownloadRequest(path)])[0]
+    return reply.result is None and reply.error is not None
+
+
+# ---- reading --------------------------------------------------------------------------------------
+def test_exec_cannot_read_another_sandbox_or_the_data_dir(
+    attacker: Sandbox, local_server: LocalServer, victim_secret_on_host: str
+) -> None:
+    data_dir = str(local_server.settings.data_dir)
+    reply = attacker.process.exec(
+        f"cat {victim_secret_on_host}; ls {data_dir}; find / -name secret.txt 2>/dev/null; "
+        'grep -rs "other sandbox" /home /tmp 2>/dev/null; echo end'
+    )
+    assert "other sandbox" not in reply.result
+    assert reply.result.rstrip().endswith("end")
+
+
+def test_fs_api_cannot_read_another_sandbox_or_the_data_dir(
+    attacker: Sandbox, local_server: LocalServer, victim_secret_on_host: str
+) -> None:
+    assert fs_download_fails(attacker, victim_secret_on_host)
+    assert fs_download_fails(attacker, f"{HOME}/../../{victim_secret_on_host}")
+    with pytest.raises(DaytonaError):
+        attacker.fs.list_files(str(local_server.settings.data_dir))
+
+
+def test_root_home_and_shadow_are_unreadable(attacker: Sandbox) -> None:
+    reply = attacker.process.exec("cat /etc/shadow; ls -A /root; cat /root/.bashrc; echo end")
+    assert reply.result.rstrip().endswith("end")
+    assert "root:" not in reply.result
+    for path in ("/etc/shadow", "/root/.bashrc", "/etc/ssh/ssh_host_ed25519_key"):
+        assert fs_download_fails(attacker, path), path
+
+
+def test_symlink_to_shadow_downloads_nothing_from_the_host(attacker: Sandbox) -> None:
+    attacker.process.exec(f"ln -sf /etc/shadow {HOME}/x")
+    assert fs_download_fails(attacker, f"{HOME}/x")
+    assert fs_download_fails(attacker, "x")
+
+
+def test_symlink_into_the_host_data_dir_leads_nowhere(attacker: Sandbox, victim_secret_on_host: str) -> None:
+    directory = os.path.dirname(victim_secret_on_host)
+    attacker.process.exec(f"ln -sfn {victim_secret_on_host} {HOME}/file-link; ln -sfn {directory} {HOME}/dir-link")
+    assert fs_download_fails(attacker, f"{HOME}/file-link")
+    assert fs_download_fails(attacker, f"{HOME}/dir-link/secret.txt")
+    with pytest.raises(DaytonaError):
+        attacker.fs.list_files(f"{HOME}/dir-link")
+    matches = attacker.fs.find_files(HOME, "other sandbox")
+    assert matches == []
+
+
+# ---- writing --------------------------------------------------------------------------------------
+def test_exec_can_write_only_in_home_tmp_and_mounts(attacker: Sandbox) -> None:
+    allowed = attacker.process.exec(f"touch {HOME}/ok /tmp/ok && echo wrote")
+    assert allowed.result.strip() == "wrote"
+    for target in ("/usr/evil", "/etc/evil", "/evil", "/bin/evil", "/home/evil", "/proc/evil"):
+        reply = attacker.process.exec(f"touch {target} 2>/dev/null && echo WROTE || echo refused")
+        assert reply.result.strip() == "refused", target
+
+
+def test_fs_api_can_write_only_in_home_tmp_and_mounts(attacker: Sandbox) -> None:
+    attacker.fs.upload_file(b"ok", "/tmp/api-ok")
+    for target in ("/usr/evil", "/etc/evil", "/evil", "/bin/evil", "/home/evil", "/root/evil", "/proc/evil"):
+        with pytest.raises(DaytonaError):
+            attacker.fs.upload_file(b"evil", target)
+        with pytest.raises(DaytonaError):
+            attacker.fs.create_folder(target + "-dir", "755")
+    assert not os.path.exists("/evil")
+    assert not os.path.exists("/usr/evil")
+    assert not os.path.exists("/root/evil")
+
+
+def test_fs_api_writes_through_symlinks_stay_inside_the_sandbox(attacker: Sandbox, local_server: LocalServer) -> None:
+    host_dir = local_server.settings.data_dir / "state"
+    links = f"ln -sfn /usr/lib {HOME}/lib-link; ln -sfn {host_dir} {HOME}/state-link; "
+    attacker.process.exec(links + f"ln -sfn /etc/passwd {HOME}/passwd-link")
+    with pytest.raises(DaytonaError):
+        attacker.fs.upload_file(b"evil", f"{HOME}/lib-link/evil.so")
+    assert not os.path.exists("/usr/lib/evil.so")
+    # The host's data dir does not exist in the sandbox: the link leads into the sandbox's own /tmp.
+    attacker.fs.upload_file(b"evil", f"{HOME}/state-link/evil.json")
+    assert not (host_dir / "evil.json").exists()
+    assert attacker.process.exec(f"cat {host_dir}/evil.json").result == "evil"
+    with pytest.raises(DaytonaError):
+        attacker.fs.upload_file(b"evil", f"{HOME}/passwd-link")
+    with pytest.raises(DaytonaError):
+        attacker.fs.set_file_permissions(f"{HOME}/passwd-link", mode="777")
+    assert os.stat("/etc/passwd").st_mode & 0o777 != 0o777
+
+
+def test_fifos_in_the_sandbox_do_not_hang_file_calls(attacker: Sandbox) -> None:
+    folder = f"{HOME}/fifo-{uuid.uuid4().hex[:6]}"
+    attacker.process.exec(f"mkdir -p {folder} && mkfifo {folder}/pipe && echo needle > {folder}/plain")
+    assert fs_download_fails(attacker, f"{folder}/pipe")
+    with pytest.raises(DaytonaError):
+        attacker.fs.upload_file(b"data", f"{folder}/pipe")
+    assert [m.file for m in attacker.fs.find_files(folder, "needle")] == [f"{folder}/plain"]
+    replaced = attacker.fs.replace_in_files([f"{folder}/pipe", f"{folder}/plain"], "needle", "pin")
+    assert [r.success for r in replaced] == [False, True]
+
+
+def test_fs_api_cannot_delete_or_move_mount_points_or_system_dirs(attacker: Sandbox) -> None:
+    for path in ("/usr", "/etc/hostname", HOME, "/tmp"):
+        with pytest.raises(DaytonaError):
+            attacker.fs.delete_file(path, recursive=True)
+    with pytest.raises(DaytonaError):
+        attacker.fs.move_files("/usr/bin", f"{HOME}/bin")
+    assert attacker.process.exec("ls /usr/bin/env").exit_code == 0
+
+
+def test_volume_subpath_mount_cannot_reach_the_rest_of_the_volume(daytona: Daytona) -> None:
+    volume = daytona.volume.get(f"iso-{uuid.uuid4().hex[:8]}", create=True)
+    owner = daytona.create(
+        CreateSandboxFromSnapshotParams(volumes=[VolumeMount(volume_id=volume.id, mount_path="/mnt/v")])
+    )
+    confined = daytona.create(
+        CreateSandboxFromSnapshotParams(
+            volumes=[VolumeMount(volume_id=volume.id, mount_path="/mnt/v", subpath="threads/a")]
+        )
+    )
+    try:
+        owner.fs.upload_file(b"TOP-SECRET", "/mnt/v/threads/b/private.txt")
+        assert fs_download_fails(confined, "/mnt/v/../v/threads/b/private.txt")
+        assert fs_download_fails(confined, "/mnt/v/../../mnt/v/../b/private.txt")
+        confined.process.exec("ln -sfn ../b /mnt/v/up")
+        assert fs_download_fails(confined, "/mnt/v/up/private.txt")
+        assert "TOP-SECRET" not in confined.process.exec("cat /mnt/v/up/private.txt; echo end").result
+    finally:
+        daytona.delete(owner)
+        daytona.delete(confined)
+        daytona.volume.delete(volume)
+
+
+# ---- identity, processes and network --------------------------------------------------------------
+def test_processes_run_as_a_non_root_user(attacker: Sandbox, local_server: LocalServer) -> None:
+    assert attacker.process.exec("id -u").result.strip() == str(local_server.settings.sandbox_uid)
+    attacker.process.exec(f"touch {HOME}/owned")
+    on_host = local_server.settings.data_dir / "sandboxes" / attacker.id / "home" / "owned"
+    assert on_host.stat().st_uid == local_server.settings.sandbox_uid != 0
+
+
+def test_processes_cannot_see_host_processes(attacker: Sandbox) -> None:
+    marker = f"{uuid.uuid4().int % 10**6}.5"
+    with subprocess.Popen(["sleep", marker]) as host_process:
+        try:
+            seen = attacker.process.exec(f"grep -l -a -- {marker} /proc/[0-9]*/cmdline 2>/dev/null; echo end")
+        finally:
+            host_process.kill()
+    assert seen.result.split() == ["end"]
+
+
+def test_network_is_loopback_only(attacker: Sandbox, local_server: LocalServer) -> None:
+    script = (
+        "import socket\n"
+        "def attempt(host, port):\n"
+        "    s = socket.socket(); s.settimeout(2)\n"
+        "    try:\n"
+        "        s.connect((host, port)); return 'open'\n"
+        "    except OSError as exc:\n"
+        "        return 'blocked'\n"
+        "server = socket.socket(); server.bind(('127.0.0.1', 0)); server.listen()\n"
+        "print(attempt('127.0.0.1', server.getsockname()[1]))\n"
+        f"print(attempt('127.0.0.1', {local_server.port}))\n"
+        "print(attempt('1.1.1.1', 53))\n"
+        "print(attempt('8.8.8.8', 443))\n"
+    )
+    lines = attacker.process.code_run(script).result.split()
+    assert lines == ["open", "blocked", "blocked", "blocked"]
