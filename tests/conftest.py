@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from daytona import AsyncDaytona, Daytona, DaytonaConfig
 
 from daytona_local.testing import LocalServer
+from deepagents_daytona.config import DaytonaSettings
+from deepagents_daytona.manager import SandboxManager
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +33,26 @@ async def async_daytona(local_server: LocalServer) -> AsyncIterator[AsyncDaytona
     client = AsyncDaytona(config_for(local_server))
     yield client
     await client.close()
+
+
+def plugin_settings(server: LocalServer, **overrides: object) -> DaytonaSettings:
+    """Plugin settings pointed at `server`; a unique sandbox-name prefix keeps tests apart."""
+    overrides.setdefault("sandbox_name_prefix", f"t{uuid.uuid4().hex[:10]}")
+    return DaytonaSettings(api_key=server.api_key, api_url=server.api_url, **overrides)
+
+
+@pytest.fixture
+def manager(local_server: LocalServer, daytona: Daytona) -> Iterator[SandboxManager]:
+    """A manager of its own (own name prefix), whose thread sandboxes are deleted afterwards."""
+    made = SandboxManager(plugin_settings(local_server), daytona=daytona)
+    yield made
+    for sandbox in made.list_sandboxes():
+        made.delete_sandbox(sandbox.id)
+
+
+@pytest.fixture
+async def async_manager(local_server: LocalServer, async_daytona: AsyncDaytona) -> AsyncIterator[SandboxManager]:
+    made = SandboxManager(plugin_settings(local_server), async_daytona=async_daytona)
+    yield made
+    for sandbox in await made.alist_sandboxes():
+        await async_daytona.delete(await async_daytona.get(sandbox.id))
