@@ -2,8 +2,9 @@
 
 It is what runs when no real model is configured (the demo, the examples, the tests): clearly
 not an LLM, but it drives the real agent loop, the real tools and the real sandboxes, offline.
-Each reply is an `AIMessage` or a function of the conversation so far (so a step can use what
-an earlier tool returned). When the script runs out it answers with a plain closing message.
+Each reply is an `AIMessage`, a plain string (a final answer, which ends the agent's turn), or a
+function of the conversation so far (so a step can use what an earlier tool returned). When the
+script runs out it answers with a plain closing message.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-ScriptStep = AIMessage | Callable[[Sequence[BaseMessage]], AIMessage]
+ScriptStep = AIMessage | str | Callable[[Sequence[BaseMessage]], AIMessage]
 
 _call_ids = itertools.count(1)
 
@@ -54,6 +55,8 @@ class ScriptedChatModel(BaseChatModel):
             self.position += 1
         if step is None:
             return AIMessage(content=self.closing)
+        if isinstance(step, str):
+            return AIMessage(content=step)
         message = step(messages) if callable(step) else step
         return message.model_copy(deep=True)
 
