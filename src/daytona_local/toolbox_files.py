@@ -132,6 +132,7 @@ class UploadSink:
         self._handle: BinaryIO | None = None
         self._written = 0
         self._parts = 0
+        self.complete = False  # the closing boundary arrived: a cut-off body is an error, not a success
 
     # python-multipart callbacks
     def on_part_begin(self) -> None:
@@ -188,6 +189,9 @@ class UploadSink:
             self.done.append({"path": self.paths[index], "bytes": self._written})
             self._handle = None
 
+    def on_end(self) -> None:
+        self.complete = True
+
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
@@ -195,7 +199,7 @@ class UploadSink:
 
     def callbacks(self) -> dict[str, object]:
         names = ("part_begin", "header_field", "header_value", "header_end", "headers_finished", "part_data")
-        return {f"on_{n}": getattr(self, f"on_{n}") for n in (*names, "part_end")}
+        return {f"on_{n}": getattr(self, f"on_{n}") for n in (*names, "part_end", "end")}
 
 
 @router.post("/files/bulk-upload")
@@ -210,6 +214,8 @@ async def bulk_upload(request: Request, sandbox_id: str) -> JSONResponse:
         async for chunk in request.stream():
             await run_in_threadpool(parser.write, chunk)
         await run_in_threadpool(parser.finalize)
+        if not sink.complete:
+            sink.errors.append("invalid multipart form: the body ended before the closing boundary")
     except DaemonError as exc:
         sink.errors.append(exc.message)
     except Exception as exc:  # python-multipart raises its own errors for malformed bodies
