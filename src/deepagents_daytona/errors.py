@@ -141,11 +141,14 @@ def read_failure(exc: BaseException) -> Failure:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and its explicit causes (`raise ... from`), which is how the SDK and the HTTP
+    libraries wrap. Implicit `__context__` is left out: it is whatever was being handled
+    when `exc` was raised, often an unrelated earlier failure."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and all(current is not s for s in seen):
         seen.append(current)
-        current = current.__cause__ or current.__context__
+        current = current.__cause__
     return seen
 
 
