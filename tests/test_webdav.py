@@ -32,7 +32,7 @@ from deepagents_daytona.webdav import create_webdav_app
 from deepagents_daytona.webdav_auth import WSGIApp
 
 USER = "alice"
-PASSWORD = "correct horse battery staple"
+PASSWORD = "correct-horse-battery-staple"
 TOKEN = "tok_" + "7" * 40
 DAV = {"d": "DAV:"}
 
