@@ -1,0 +1,150 @@
+"""Tool-call latency: our `DaytonaSandboxBackend` against langchain-daytona's `DaytonaSandbox`.
+
+One fixed trace of agent tool operations, in the proportions a coding agent produces them
+(reads and commands dominate), runs through both backends on the same daytona_local
+started with 20 ms of latency per request. HTTP requests are counted server-side. The
+floor is one round trip per operation, measured on the same server.
+
+    uv run python benchmarks/tool_latency.py [--latency-ms 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from daytona import Daytona, DaytonaConfig, Sandbox
+from deepagents.backends.protocol import SandboxBackendProtocol
+from langchain_daytona import DaytonaSandbox
+
+from daytona_local.testing import LocalServer
+from deepagents_daytona.config import DaytonaSettings
+from deepagents_daytona.sandbox import DaytonaSandboxBackend
+
+ROOT = "/home/daytona/bench"
+
+_MODULE = "\n".join(f"def f{i}(x):\n    return x + {i}  # TODO tidy\n" for i in range(40))
+
+Op = tuple[str, Callable[[SandboxBackendProtocol], Any]]
+
+
+def _trace() -> list[Op]:
+    """A session of 44 calls: 15 read, 11 execute, 5 write, 5 edit, 3 ls, 2 grep, 2 glob, 1 delete."""
+    ops: list[Op] = []
+    for i in range(5):
+        path = f"{ROOT}/src/mod{i}.py"
+        ops += [
+            ("ls", lambda b: b.ls(f"{ROOT}/src")) if i < 3 else ("execute", lambda b: b.execute("git status || true")),
+            ("write", lambda b, p=path: b.write(p, _MODULE)),
+            ("read", lambda b, p=path: b.read(p)),
+            ("execute", lambda b, p=path: b.execute(f"wc -l {p}")),
+            ("edit", lambda b, p=path, i=i: b.edit(p, f"return x + {i}  #", f"return x - {i}  #")),
+            ("read", lambda b, p=path: b.read(p, offset=10, limit=20)),
+        ]
+    ops += [
+        ("grep", lambda b: b.grep("TODO", path=ROOT)),
+        ("glob", lambda b: b.glob("**/*.py", path=ROOT)),
+        ("read", lambda b: b.read(f"{ROOT}/src/mod0.py")),
+        ("execute", lambda b: b.execute("ls -la src")),
+        ("read", lambda b: b.read(f"{ROOT}/README.md")),
+        ("execute", lambda b: b.execute("echo build ok")),
+        ("grep", lambda b: b.grep("def f3", path=ROOT, glob="*.py")),
+        ("read", lambda b: b.read(f"{ROOT}/src/mod1.py")),
+        ("execute", lambda b: b.execute("cat src/mod2.py | head -5")),
+        ("glob", lambda b: b.glob("*.md", path=ROOT)),
+        ("read", lambda b: b.read(f"{ROOT}/src/mod3.py")),
+        ("execute", lambda b: b.execute("true")),
+        ("read", lambda b: b.read(f"{ROOT}/src/mod4.py")),
+        ("delete", lambda b: b.delete(f"{ROOT}/src/mod4.py")),
+    ]
+    return ops
+
+
+@dataclass
+class Tally:
+    requests: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(sum(values) for values in self.seconds.values())
+
+    @property
+    def total_requests(self) -> int:
+        return sum(sum(values) for values in self.requests.values())
+
+
+def _run(server: LocalServer, backend: SandboxBackendProtocol) -> Tally:
+    tally = Tally()
+    for name, op in _trace():
+        before, started = server.request_count, time.perf_counter()
+        op(backend)
+        tally.seconds[name].append(time.perf_counter() - started)
+        tally.requests[name].append(server.request_count - before)
+    return tally
+
+
+def _seed(sandbox: Sandbox) -> None:
+    sandbox.fs.create_folder(f"{ROOT}/src", "755")
+    sandbox.fs.upload_file(b"# bench\n", f"{ROOT}/README.md")
+    sandbox.process.exec("true", cwd=ROOT)
+
+
+def _floor(server: LocalServer, sandbox: Sandbox, samples: int = 30) -> float:
+    """Seconds of one toolbox round trip: the least any operation can cost."""
+    times = []
+    for _ in range(samples):
+        started = time.perf_counter()
+        sandbox.fs.get_file_info(ROOT)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-ms", type=float, default=20.0)
+    args = parser.parse_args()
+    with LocalServer(latency_ms=args.latency_ms) as server:
+        client = Daytona(DaytonaConfig(api_key=server.api_key, api_url=server.api_url, target="local"))
+        ours_box, theirs_box = client.create(), client.create()
+        try:
+            _seed(ours_box)
+            _seed(theirs_box)
+            settings = DaytonaSettings.from_env(_env_file=None)
+            ours = _run(server, DaytonaSandboxBackend(ours_box, root_dir=ROOT, settings=settings))
+            theirs = _run(server, DaytonaSandbox(sandbox=theirs_box))
+            floor = _floor(server, ours_box) * len(_trace())
+        finally:
+            client.delete(ours_box)
+            client.delete(theirs_box)
+    _report(ours, theirs, floor, args.latency_ms)
+
+
+def _report(ours: Tally, theirs: Tally, floor: float, latency_ms: float) -> None:
+    print(f"Tool latency on daytona_local with {latency_ms:g} ms per request, trace of {len(_trace())} calls\n")
+    header = f"{'operation':<10}{'calls':>6}{'ours req/op':>13}{'lc req/op':>11}{'ours ms/op':>12}{'lc ms/op':>10}"
+    print(header)
+    print("-" * len(header))
+    for name in sorted(ours.requests, key=lambda n: -len(ours.requests[n])):
+        calls = len(ours.requests[name])
+        print(
+            f"{name:<10}{calls:>6}"
+            f"{statistics.mean(ours.requests[name]):>13.1f}{statistics.mean(theirs.requests[name]):>11.1f}"
+            f"{1000 * statistics.mean(ours.seconds[name]):>12.1f}{1000 * statistics.mean(theirs.seconds[name]):>10.1f}"
+        )
+    print("-" * len(header))
+    print(f"HTTP requests: ours {ours.total_requests}, langchain-daytona {theirs.total_requests}")
+    print(f"wall time:     ours {ours.total_seconds:.2f} s, langchain-daytona {theirs.total_seconds:.2f} s")
+    print(f"floor (one round trip per call): {floor:.2f} s\n")
+    ratio, over_floor = ours.total_seconds / theirs.total_seconds, ours.total_seconds / floor
+    print(f"ours / langchain-daytona = {ratio:.3f}   (goal <= 0.2)  {'met' if ratio <= 0.2 else 'MISSED'}")
+    print(f"ours / floor             = {over_floor:.3f}   (goal <= 1.3)  {'met' if over_floor <= 1.3 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
