@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -333,6 +334,20 @@ async def test_async_client_creates_lists_and_deletes(async_daytona: AsyncDayton
         await async_daytona.delete(created)
     with pytest.raises(DaytonaNotFoundError):
         await async_daytona.get(created.id)
+
+
+async def test_concurrent_creates_of_one_name_make_one_sandbox(async_daytona: AsyncDaytona) -> None:
+    name = unique("cp-race")
+    params = CreateSandboxFromSnapshotParams(name=name)
+    results = await asyncio.gather(*(async_daytona.create(params) for _ in range(4)), return_exceptions=True)
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    try:
+        assert len(winners) == 1
+        assert all(isinstance(r, DaytonaConflictError) for r in results if isinstance(r, BaseException))
+        assert (await async_daytona.get(name)).id == winners[0].id
+    finally:
+        for winner in winners:
+            await async_daytona.delete(winner)
 
 
 async def test_async_client_volume_get_or_create(async_daytona: AsyncDaytona) -> None:

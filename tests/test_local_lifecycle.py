@@ -129,6 +129,17 @@ def test_auto_stop_stops_an_idle_sandbox(fast_server: LocalServer) -> None:
         daytona.delete(sandbox)
 
 
+def test_a_command_running_longer_than_auto_stop_is_not_stopped_under_itself(fast_server: LocalServer) -> None:
+    daytona = client_for(fast_server)
+    sandbox = daytona.create(CreateSandboxFromSnapshotParams(auto_stop_interval=1))
+    try:
+        reply = sandbox.process.exec("sleep 2.5; echo finished")
+        assert (reply.exit_code, reply.result) == (0, "finished\n")
+        assert eventually(lambda: daytona.get(sandbox.id).state == SandboxState.STOPPED)
+    finally:
+        daytona.delete(sandbox)
+
+
 def test_auto_stop_zero_never_stops(fast_server: LocalServer) -> None:
     daytona = client_for(fast_server)
     watched = daytona.create(CreateSandboxFromSnapshotParams(auto_stop_interval=0))

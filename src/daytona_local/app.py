@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from . import control_plane, toolbox_files, toolbox_process
@@ -19,7 +19,14 @@ from .store import Store
 
 log = logging.getLogger("daytona_local")
 
-toolbox = APIRouter(prefix="/toolbox/{sandbox_id}")
+
+async def in_flight(request: Request, sandbox_id: str) -> AsyncIterator[None]:
+    """Hold the sandbox active until the response (streamed downloads included) has been sent."""
+    with request.app.state.service.in_flight(sandbox_id):
+        yield
+
+
+toolbox = APIRouter(prefix="/toolbox/{sandbox_id}", dependencies=[Depends(in_flight)])
 toolbox.include_router(toolbox_process.router)
 toolbox.include_router(toolbox_files.router)
 

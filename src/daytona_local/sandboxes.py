@@ -13,7 +13,8 @@ import logging
 import os
 import re
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,6 +83,7 @@ class SandboxService:
         self._plans: dict[str, MountPlan] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._as_root = os.geteuid() == 0
+        self._in_flight: Counter[str] = Counter()
         for record in self.store.sandboxes.values():
             if record.state not in ("stopped", "archived"):
                 # No process survives a server restart: what was running is stopped now.
@@ -113,6 +115,21 @@ class SandboxService:
 
     def touch(self, record: SandboxRecord) -> None:
         record.last_activity_at = utcnow()
+
+    @contextlib.contextmanager
+    def in_flight(self, sandbox_id: str) -> Iterator[None]:
+        """Mark a toolbox request as running: Daytona's proxy keeps refreshing activity while a
+        connection is open, so a command longer than the auto-stop interval is not stopped under itself."""
+        self._in_flight[sandbox_id] += 1
+        try:
+            yield
+        finally:
+            self._in_flight[sandbox_id] -= 1
+            if not self._in_flight[sandbox_id]:
+                del self._in_flight[sandbox_id]
+            record = self.store.sandboxes.get(sandbox_id)
+            if record is not None and record.state == "started":
+                self.touch(record)
 
     # ---- layout -------------------------------------------------------------------------------
     def _owner(self) -> tuple[int, int] | None:
@@ -335,6 +352,8 @@ class SandboxService:
             idle = now - record.last_activity_at
             try:
                 if record.state == "started" and record.auto_stop_interval > 0:
+                    if record.id in self._in_flight:
+                        continue
                     if idle > record.auto_stop_interval * minute:
                         log.info("auto-stopping sandbox %s after %s idle", record.id, idle)
                         await self.stop(record)
