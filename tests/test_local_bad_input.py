@@ -86,6 +86,8 @@ def test_bad_create_fields_are_400(api: httpx.Client) -> None:
         {"name": "bad\x00name"},
         {"name": "<script>"},
         {"name": "http://evil"},
+        {"name": "a/b"},
+        {"name": ".."},
         {"autoStopInterval": -1},
         {"labels": {"k\x00": "v"}},
         {"volumes": [{"volumeId": "v", "mountPath": "relative"}]},

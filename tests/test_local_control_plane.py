@@ -93,6 +93,15 @@ def test_get_finds_a_sandbox_by_id_and_by_name(daytona: Daytona, sandbox: Sandbo
     assert daytona.get(sandbox.name).id == sandbox.id
 
 
+@pytest.mark.parametrize("name", ["with space", "ünïcödé-名前", "a?b#c", "per%2Fcent"])
+def test_names_that_need_url_escaping_are_found_by_name(daytona: Daytona, name: str) -> None:
+    created = daytona.create(CreateSandboxFromSnapshotParams(name=name))
+    try:
+        assert daytona.get(name).id == created.id
+    finally:
+        daytona.delete(created)
+
+
 def test_duplicate_name_is_a_conflict(daytona: Daytona, sandbox: Sandbox) -> None:
     with pytest.raises(DaytonaConflictError):
         daytona.create(CreateSandboxFromSnapshotParams(name=sandbox.name))

@@ -52,6 +52,10 @@ def validate_name(name: str) -> None:
         raise ApiError(400, f"name must be 1 to {MAX_NAME} characters long")
     if not SAFE_NAME.match(name) or URL_LIKE.search(name):
         raise ApiError(400, "name must not contain HTML tags, URLs, or control characters")
+    if "/" in name or name in (".", ".."):
+        # The SDK sends `a/b` as `a%2Fb`, which the router decodes into two segments, and HTTP
+        # clients collapse `.` and `..`: such a sandbox could be created but never fetched by name.
+        raise ApiError(400, "name must not contain '/' or be '.' or '..'")
 
 
 def validate_mount_path(path: str) -> None:
