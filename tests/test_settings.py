@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from daytona import AsyncDaytona, Daytona
 
-from deepagents_daytona.client import get_async_daytona, get_daytona, reset_clients
+from deepagents_daytona.client import aclose_clients, get_async_daytona, get_daytona, reset_clients
 from deepagents_daytona.config import DaytonaSettings, SettingsError, get_settings
 
 _SECRET = "dtn_super_secret_value_123"
 
 
 @pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
     """No DAYTONA_* variable from the outer environment, and a cwd without a .env."""
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("DAYTONA_"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
@@ -27,10 +29,18 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def fresh_clients() -> None:
+def fresh_clients() -> Iterator[None]:
     reset_clients()
     yield
     reset_clients()
+
+
+@pytest.fixture
+async def fresh_async_clients() -> AsyncIterator[None]:
+    """Closes the async client from the loop that used it, as an application should."""
+    await aclose_clients()
+    yield
+    await aclose_clients()
 
 
 def test_defaults_follow_the_design(clean_env: Path) -> None:
@@ -127,14 +137,14 @@ def test_clients_are_shared_singletons_and_resettable(clean_env: Path, fresh_cli
     assert get_daytona(settings) is not seen[0]
 
 
-async def test_the_async_client_is_a_singleton(clean_env: Path, fresh_clients: None) -> None:
+async def test_the_async_client_is_a_singleton(clean_env: Path, fresh_async_clients: None) -> None:
     settings = DaytonaSettings.from_env(api_key=_SECRET, api_url="http://127.0.0.1:9/api")
     client = get_async_daytona(settings)
     assert isinstance(client, AsyncDaytona)
     assert get_async_daytona() is client
 
 
-async def test_clients_reach_the_server(local_server: object, clean_env: Path, fresh_clients: None) -> None:
+async def test_clients_reach_the_server(local_server: object, clean_env: Path, fresh_async_clients: None) -> None:
     settings = DaytonaSettings.from_env(api_key=local_server.api_key, api_url=local_server.api_url)  # type: ignore[attr-defined]
     assert isinstance(list(get_daytona(settings).list()), list)
     assert isinstance([sandbox async for sandbox in get_async_daytona(settings).list()], list)
