@@ -75,36 +75,28 @@ class MountPlan:
     def add(self, sandbox_path: str, host_path: str | Path, writable: bool) -> None:
         self.mounts.append(Mount(sandbox_path, str(host_path), writable))
 
-    def add_system(self, etc_dir: Path) -> None:
-        """Bind the host's system directories read-only, and `etc_dir` (generated files) over /etc.
-
-        The mount points of the /etc entries are made in `etc_dir` first: bubblewrap cannot create
-        them inside a read-only bind.
-        """
+    def add_system(self, generated_etc: dict[str, Path]) -> None:
+        """Bind the host's system directories read-only and, one by one, the /etc entries programs
+        need: the whitelisted host files plus `generated_etc` (passwd, group). /etc itself is a
+        directory of the synthetic root, so nothing else of the host's /etc is there."""
         for path in SYSTEM_DIRS:
             if os.path.islink(path):
                 self.symlinks[path] = os.readlink(path)
             elif os.path.isdir(path):
                 self.add(path, path, writable=False)
-        self.add("/etc", etc_dir, writable=False)
         for name in SYSTEM_ETC:
             host = f"/etc/{name}"
-            if os.path.lexists(host):
-                placeholder = etc_dir / name
-                if os.path.isdir(host):
-                    placeholder.mkdir(exist_ok=True)
-                elif not placeholder.exists():
-                    placeholder.touch()
-                self.add(f"/etc/{name}", host, writable=False)
+            if os.path.lexists(host) and name not in generated_etc:
+                self.add(host, host, writable=False)
+        for name, source in generated_etc.items():
+            self.add(f"/etc/{name}", source, writable=False)
 
     def bwrap_args(self) -> list[str]:
         """Arguments that make bubblewrap build this view; parents before children."""
         args: list[str] = []
         # Directories of the synthetic root that lead to mount points (e.g. /home): bubblewrap would
         # make them 0700, unreachable for the sandbox user, so they are made 0755 first.
-        parents = {
-            os.path.dirname(p) for p in [m.sandbox_path for m in self.mounts] + list(self.symlinks)
-        } - {"/"}
+        parents = {os.path.dirname(p) for p in [m.sandbox_path for m in self.mounts] + list(self.symlinks)} - {"/"}
         for parent in sorted(parents, key=lambda p: p.count("/")):
             if self._mount_for(parent) is None:
                 args += ["--perms", "0755", "--dir", parent]

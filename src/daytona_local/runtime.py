@@ -19,7 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +73,7 @@ class Container:
         uid: int | None,
         gid: int | None,
         cwd: str,
+        on_boot_failure: Callable[[ContainerGone], None] | None = None,
     ) -> None:
         self._plan = plan
         self._hostname = hostname
@@ -88,10 +89,16 @@ class Container:
         self._exits: dict[int, asyncio.Future[int]] = {}
         self._ready: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.booted: asyncio.Task[None] | None = None
+        self._on_boot_failure = on_boot_failure
+        self._stopped = False
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and self._sock is not None
+        """Not stopped: either not launched yet (it boots on the first command) or alive."""
+        if self._stopped:
+            return False
+        return self._proc is None or (self._proc.poll() is None and self._sock is not None)
 
     def _argv(self, control_fd: int, init_fd: int) -> list[str]:
         # The init's source comes in through an inherited memfd: nothing to mount, a short argv.
@@ -124,7 +131,10 @@ class Container:
         args += ["--chdir", self._cwd, "--"]
         return args + init
 
-    async def start(self) -> None:
+    def launch(self) -> None:
+        """Start bubblewrap and the init without waiting for them: `booted` completes when the init
+        answers (or fails with the reason). `spawn` launches on first use, so creating or starting
+        a sandbox costs no process until a command runs, and many sandboxes come up in parallel."""
         self._loop = asyncio.get_running_loop()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         init_fd = os.memfd_create("sandbox_init")
@@ -138,6 +148,9 @@ class Container:
                 stderr=subprocess.PIPE,
                 cwd=self._cwd if self._isolation == "none" else "/",
             )
+        except OSError:
+            ours.close()
+            raise
         finally:
             theirs.close()
             os.close(init_fd)
@@ -145,14 +158,30 @@ class Container:
         self._sock = ours
         self._ready = self._loop.create_future()
         self._loop.add_reader(ours.fileno(), self._on_message)
+        self.booted = self._loop.create_task(self._boot(self._proc))
+
+    async def _boot(self, proc: subprocess.Popen[bytes]) -> None:
+        assert self._ready is not None
         try:
             await asyncio.wait_for(asyncio.shield(self._ready), timeout=30)
         except (TimeoutError, ContainerGone) as exc:
-            error = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+            stopped_on_purpose = self._stopped
             await self.stop()
-            raise ContainerGone(f"sandbox container failed to start: {error.strip() or exc}") from exc
-        if self._proc.stderr:
-            self._proc.stderr.close()
+            error = await asyncio.to_thread(proc.stderr.read) if proc.stderr else b""
+            failure = ContainerGone(
+                f"sandbox container failed to start: {error.decode(errors='replace').strip() or exc}"
+            )
+            if self._on_boot_failure is not None and not stopped_on_purpose:
+                self._on_boot_failure(failure)
+            raise failure from None
+        finally:
+            if proc.stderr and proc.poll() is None:
+                proc.stderr.close()
+
+    async def start(self) -> None:
+        """Launch and wait until the sandbox answers."""
+        self.launch()
+        await self.booted
 
     def _on_message(self) -> None:
         assert self._sock is not None
@@ -204,6 +233,10 @@ class Container:
         self, argv: list[str], *, cwd: str, env: Mapping[str, str], stdin: int, stdout: int, stderr: int
     ) -> Command:
         """Start `argv` inside the sandbox in its own process group; the fds are duplicated into it."""
+        if self._proc is None and not self._stopped:
+            self.launch()
+        if self.booted is not None and not self.booted.done():
+            await asyncio.shield(self.booted)
         if not self.running or self._loop is None or self._sock is None:
             raise ContainerGone("sandbox is not running")
         command_id = next(self._ids)
@@ -227,6 +260,7 @@ class Container:
 
     async def stop(self) -> None:
         """Kill every process of the sandbox and wait until they are gone."""
+        self._stopped = True
         proc = self._proc
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):

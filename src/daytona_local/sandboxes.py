@@ -87,6 +87,7 @@ class SandboxService:
         self._plans: dict[str, MountPlan] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._as_root = os.geteuid() == 0
+        self._generated_etc = self._write_etc(settings.data_dir / "etc")
         self._in_flight: Counter[str] = Counter()
         for record in self.store.sandboxes.values():
             if record.state not in ("stopped", "archived"):
@@ -149,11 +150,23 @@ class SandboxService:
         plan = self._plans.get(record.id) or self.plan(record)
         return SandboxFiles(plan, HOME, self._owner())
 
+    def _write_etc(self, directory: Path) -> dict[str, Path]:
+        """passwd and group naming the sandbox user: the same for every sandbox, written once."""
+        directory.mkdir(parents=True, exist_ok=True)
+        uid = self.settings.sandbox_uid if self._as_root else os.getuid()
+        files = {
+            "passwd": f"root:x:0:0:root:/root:/bin/bash\ndaytona:x:{uid}:{uid}:daytona:{HOME}:/bin/bash\n",
+            "group": f"root:x:0:\ndaytona:x:{uid}:\n",
+        }
+        for name, content in files.items():
+            (directory / name).write_text(content)
+        return {name: directory / name for name in files}
+
     def plan(self, record: SandboxRecord) -> MountPlan:
         """The sandbox's filesystem; used for bubblewrap and for every toolbox file call."""
         root = self.store.sandbox_dir(record.id)
         plan = MountPlan()
-        plan.add_system(root / "etc")
+        plan.add_system(self._generated_etc)
         plan.add(HOME, root / "home", writable=True)
         plan.add("/tmp", root / "tmp", writable=True)
         for mount in record.volumes:
@@ -172,16 +185,10 @@ class SandboxService:
 
     def _prepare_dirs(self, record: SandboxRecord) -> None:
         root = self.store.sandbox_dir(record.id)
-        for name in ("home", "tmp", "etc"):
+        for name in ("home", "tmp"):
             (root / name).mkdir(parents=True, exist_ok=True)
         self._chown(root / "home")
         os.chmod(root / "tmp", 0o1777)
-        uid = self.settings.sandbox_uid if self._as_root else os.getuid()
-        (root / "etc" / "passwd").write_text(
-            f"root:x:0:0:root:/root:/bin/bash\ndaytona:x:{uid}:{uid}:daytona:{HOME}:/bin/bash\n"
-        )
-        (root / "etc" / "group").write_text(f"root:x:0:\ndaytona:x:{uid}:\n")
-        (root / "etc" / "hostname").write_text(record.id[:12] + "\n")
         for mount in record.volumes:
             self._make_owned_dirs(self.store.volume_root(mount.volume_id).resolve(), self._volume_source(mount))
             if mount.mount_path.startswith(HOME + "/"):
@@ -218,9 +225,17 @@ class SandboxService:
             uid=self.settings.sandbox_uid if self._as_root else None,
             gid=self.settings.sandbox_uid if self._as_root else None,
             cwd=HOME if self.settings.isolation == "bwrap" else str(self.store.sandbox_dir(record.id) / "home"),
+            on_boot_failure=lambda failure: self._boot_failed(record, failure),
         )
-        await container.start()
         self._containers[record.id] = container
+
+    def _boot_failed(self, record: SandboxRecord, failure: ContainerGone) -> None:
+        """A container that failed to boot puts its sandbox in the error state."""
+        log.warning("sandbox %s failed to boot: %s", record.id, failure)
+        self._containers.pop(record.id, None)
+        record.state = "error"
+        record.error_reason = str(failure)
+        self.store.save_sandbox(record)
 
     async def _halt(self, record: SandboxRecord) -> None:
         container = self._containers.pop(record.id, None)
