@@ -4,6 +4,7 @@ persistence across a server restart, the fault and latency knobs, and the bubble
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 import uuid
 from collections import Counter
@@ -63,6 +64,30 @@ def test_stop_kills_every_process_and_start_brings_back_the_files(daytona: Dayto
         assert sandbox.process.exec("pgrep -x sleep || echo none").result.strip() == "none"
         assert sandbox.fs.download_file(f"{HOME}/work/kept.txt") == b"kept"
         assert sandbox.process.exec(f"cat {HOME}/sleep.pid").result.strip() == pid
+    finally:
+        daytona.delete(sandbox)
+
+
+def test_stop_during_a_running_command_ends_it_with_an_error(daytona: Daytona) -> None:
+    sandbox = daytona.create()
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(sandbox.process.exec("touch /tmp/running; sleep 60; echo finished"))
+        except DaytonaError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert eventually(lambda: sandbox.process.exec("test -e /tmp/running").exit_code == 0)
+        sandbox.stop()
+        worker.join(60)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], DaytonaError)
+        sandbox.start()
+        assert sandbox.process.exec("echo healthy").result == "healthy\n"
     finally:
         daytona.delete(sandbox)
 

@@ -266,6 +266,8 @@ async def create_session(request: Request, sandbox_id: str) -> Response:
     finally:
         os.close(read_end)
         os.close(devnull)
+    # A stopped sandbox fails every shell's `exited` with ContainerGone; nobody may be waiting for it.
+    shell.exited.add_done_callback(lambda exited: exited.cancelled() or exited.exception())
     sessions[session_id] = Session(session_id, shell, write_end)
     return Response(status_code=201)
 
