@@ -1,8 +1,13 @@
-"""`LocalServer`: a daytona_local on a free loopback port, for tests and benchmarks."""
+"""`LocalServer` (a background thread) and `LocalServerProcess`: daytona_local on a free loopback port."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -46,3 +51,51 @@ class LocalServer(BackgroundServer):
         super().stop()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+class LocalServerProcess:
+    """A daytona_local in its own process: for measurements where the client must not share the
+    server's interpreter (and GIL), as it never does with a real Daytona."""
+
+    def __init__(self, data_dir: Path | str | None = None, *, api_key: str = "dtn_test_key", **flags: object) -> None:
+        self._tmp = None if data_dir is not None else tempfile.TemporaryDirectory(prefix="daytona-local-")
+        self.data_dir = Path(data_dir if data_dir is not None else self._tmp.name)  # type: ignore[union-attr]
+        self.api_key = api_key
+        self._flags = flags
+        self._proc: subprocess.Popen[bytes] | None = None
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port: int = probe.getsockname()[1]
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def start(self) -> LocalServerProcess:
+        argv = [sys.executable, "-m", "deepagents_daytona.cli", "local", "--port", str(self.port)]
+        argv += ["--data-dir", str(self.data_dir), "--api-key", self.api_key]
+        for name, value in self._flags.items():
+            argv += [f"--{name.replace('_', '-')}", str(value)]
+        self._proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    return self
+            except OSError:
+                if self._proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("daytona_local did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(30)
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> LocalServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
