@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import IO, Any, Protocol
 from urllib.parse import quote
 
+from daytona import DaytonaError
 from deepagents.backends.protocol import FileInfo
 from wsgidav import util
 from wsgidav.dav_error import (
@@ -148,7 +149,7 @@ def dav_errors(path: str) -> Iterator[None]:
         raise DAVError(HTTP_CONFLICT, f"{path}: {exc.strerror or exc}") from exc
     except UploadAborted as exc:
         raise DAVError(HTTP_BAD_REQUEST, f"{path}: {exc}") from exc
-    except SandboxError as exc:
+    except (SandboxError, DaytonaError) as exc:  # DaytonaError: the manager could not reach Daytona at all
         raise DAVError(HTTP_SERVICE_UNAVAILABLE, f"The files sandbox is not available: {exc}") from exc
     except ValueError as exc:
         raise DAVError(HTTP_BAD_REQUEST, f"{path}: {exc}") from exc
