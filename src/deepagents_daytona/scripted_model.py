@@ -16,7 +16,7 @@ from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 ScriptStep = AIMessage | str | Callable[[Sequence[BaseMessage]], AIMessage]
@@ -30,15 +30,24 @@ def tool_call(name: str, **args: Any) -> AIMessage:
 
 
 class ScriptedChatModel(BaseChatModel):
-    """Replies from `script`, one per model call, in order; thread-safe, shared by all threads."""
+    """Replies from `script`, one per model call.
+
+    By default the steps are played once, in order, across every call (thread-safe), which lets a
+    test script a whole scenario, subagents included. With `per_turn=True` each user turn replays
+    the script from its start: the step is the number of model replies since the last user
+    message, so one model serves any number of threads and runs at once (the offline demo model).
+    """
 
     script: list[Any]
     closing: str = "Done."
+    per_turn: bool = False
     position: int = 0
     _lock: threading.Lock
 
-    def __init__(self, script: Sequence[ScriptStep], closing: str = "Done.", **kwargs: Any) -> None:
-        super().__init__(script=list(script), closing=closing, **kwargs)
+    def __init__(
+        self, script: Sequence[ScriptStep], closing: str = "Done.", *, per_turn: bool = False, **kwargs: Any
+    ) -> None:
+        super().__init__(script=list(script), closing=closing, per_turn=per_turn, **kwargs)
         self._lock = threading.Lock()
 
     @property
@@ -49,10 +58,21 @@ class ScriptedChatModel(BaseChatModel):
         # The script already knows which tools it calls; binding changes nothing.
         return self
 
-    def _next(self, messages: Sequence[BaseMessage]) -> AIMessage:
+    def _step_index(self, messages: Sequence[BaseMessage]) -> int:
+        if self.per_turn:
+            replies = 0
+            for message in reversed(messages):
+                if isinstance(message, HumanMessage):
+                    break
+                replies += isinstance(message, AIMessage)
+            return replies
         with self._lock:
-            step = self.script[self.position] if self.position < len(self.script) else None
             self.position += 1
+            return self.position - 1
+
+    def _next(self, messages: Sequence[BaseMessage]) -> AIMessage:
+        index = self._step_index(messages)
+        step = self.script[index] if index < len(self.script) else None
         if step is None:
             return AIMessage(content=self.closing)
         if isinstance(step, str):
