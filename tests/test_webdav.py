@@ -13,9 +13,10 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -110,6 +111,14 @@ def folder(files: DaytonaSandboxBackend) -> str:
 
 def volume(files: DaytonaSandboxBackend, share_path: str) -> str:
     return files.root_dir + share_path
+
+
+def exists(files: DaytonaSandboxBackend, share_path: str) -> bool:
+    try:
+        files.fs_info(volume(files, share_path))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def propfind(client: httpx.Client, path: str, depth: str) -> dict[str, dict[str, str | None]]:
@@ -226,6 +235,29 @@ def test_chunked_put_without_content_length_is_streamed_in(
     assert response.status_code == 201
     assert response.request.headers.get("Transfer-Encoding") == "chunked"
     assert files.fs_download(volume(files, f"{folder}/chunked.bin")) == b"".join(blocks)
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    """Poll an outcome that the server reaches on its own time (no speed is asserted)."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.05)
+
+
+def test_a_put_whose_client_goes_away_leaves_no_truncated_file(
+    origin: str, files: DaytonaSandboxBackend, folder: str
+) -> None:
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    head = f"PUT /webdav{folder}/cut.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+    address = urlsplit(origin)
+    with socket.create_connection((address.hostname, address.port)) as client:
+        client.sendall(f"{head}Content-Length: 1000000\r\n\r\n".encode() + b"x" * 100_000)
+        wait_for(lambda: exists(files, f"{folder}/cut.bin"), "the upload started")
+        client.shutdown(socket.SHUT_WR)
+
+    wait_for(lambda: not exists(files, f"{folder}/cut.bin"), "the half-written file was removed")
 
 
 def test_empty_put_creates_an_empty_file(dav: httpx.Client, files: DaytonaSandboxBackend, folder: str) -> None:

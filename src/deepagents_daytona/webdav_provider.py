@@ -278,7 +278,7 @@ class DaytonaFile(_SandboxEntry, DAVNonCollection):
             with dav_errors(path):
                 backend.fs_upload_stream(target, reader)
 
-        self._writer = UploadWriter(upload, name=path)
+        self._writer = UploadWriter(upload, name=path, expected_length=_content_length(self.environ))
         return self._writer
 
     def end_write(self, *, with_errors: bool) -> None:
@@ -381,6 +381,14 @@ class DaytonaFolder(_SandboxEntry, DAVCollection):
         with dav_errors(dest_path):
             self._backend.fs_mkdir(self.provider.sandbox_path(dest_path, self.environ))
         self._copy_properties(dest_path, is_move=is_move)
+
+
+def _content_length(environ: dict[str, Any]) -> int | None:
+    """The declared body length of a PUT, or `None` when the body is chunked or undeclared."""
+    declared = environ.get("CONTENT_LENGTH", "")
+    if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() or not declared.isdigit():
+        return None
+    return int(declared)
 
 
 def _timestamp(modified_at: str | None) -> float | None:

@@ -143,9 +143,13 @@ class UploadWriter:
     PUT answers only once the file is really written.
     """
 
-    def __init__(self, upload: Callable[[IO[bytes]], None], *, name: str, depth: int = 8) -> None:
+    def __init__(
+        self, upload: Callable[[IO[bytes]], None], *, name: str, expected_length: int | None = None, depth: int = 8
+    ) -> None:
         self._blocks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
         self._upload = upload
+        self._expected = expected_length
+        self._written = 0
         self._error: BaseException | None = None
         self._finished = threading.Event()
         self._closed = False
@@ -156,6 +160,7 @@ class UploadWriter:
         """Queue one block; waits while the upload is `depth` blocks behind."""
         if data:
             self._put(bytes(data))
+            self._written += len(data)
         return len(data)
 
     def writelines(self, blocks: Iterable[bytes]) -> None:
@@ -163,9 +168,16 @@ class UploadWriter:
             self.write(block)
 
     def close(self) -> None:
-        """End the body and wait for the upload; raises what made it fail."""
+        """End the body and wait for the upload; raises what made it fail.
+
+        A body shorter than its Content-Length (the client went away; some servers report
+        that as a plain end of input) fails the upload instead of leaving a truncated file.
+        """
         if self._closed:
             return
+        if self._expected is not None and self._written != self._expected:
+            self._abort(f"the request body ended after {self._written} of {self._expected} bytes")
+            raise self._error or UploadAborted("the request body was cut short")
         self._closed = True
         self._put(_EOF)
         self._thread.join()
@@ -174,11 +186,14 @@ class UploadWriter:
 
     def abort(self) -> None:
         """Give up: the upload fails with `UploadAborted` and the thread is waited for."""
+        self._abort("the request body ended before the upload finished")
+
+    def _abort(self, reason: str) -> None:
         if self._closed:
             return
         self._closed = True
         self._drain()  # Queued blocks will never be wanted; and only this thread puts, so there is room.
-        self._blocks.put(UploadAborted("the request body ended before the upload finished"))
+        self._blocks.put(UploadAborted(reason))
         self._thread.join()
 
     def _put(self, item: bytes) -> None:
