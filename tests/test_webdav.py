@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import io
 import logging
 import os
 import socket
@@ -17,6 +18,7 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from typing import IO
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -31,6 +33,7 @@ from deepagents_daytona.manager import SandboxManager
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
 from deepagents_daytona.webdav import create_webdav_app
 from deepagents_daytona.webdav_auth import WSGIApp
+from deepagents_daytona.webdav_streams import DownloadReader, UploadAborted, UploadWriter
 
 USER = "alice"
 PASSWORD = "correct-horse-battery-staple"
@@ -606,3 +609,56 @@ def test_copy_and_move_destinations_outside_the_volume_are_refused(
         status = raw_request(origin, method, f"/webdav{folder}/src.txt", {"Destination": destination})
         assert 400 <= status < 500, (method, destination, status)
     assert files.fs_download(volume(files, f"{folder}/src.txt")) == b"x"
+
+
+# -- the stream bridges, on their own ------------------------------------------------------------
+
+
+def test_download_reader_reads_across_chunks_and_seeks_only_forward() -> None:
+    reader = DownloadReader(iter([b"abc", b"", b"defgh", b"ij"]), head=b"01")
+
+    assert reader.read(4) == b"01ab"
+    assert reader.seek(7) == 7
+    assert reader.read(2) == b"fg"
+    assert reader.read() == b"hij"
+    assert reader.read(10) == b""
+    with pytest.raises(io.UnsupportedOperation):
+        reader.seek(0)
+
+
+def test_upload_writer_streams_every_block_and_reports_the_upload_result() -> None:
+    received: list[bytes] = []
+    writer = UploadWriter(lambda source: received.append(source.read()) or None, name="t", depth=2)
+    writer.writelines(iter([b"a" * 10, b"b" * 10, b"c"]))
+    writer.close()
+    assert b"".join(received) == b"a" * 10 + b"b" * 10 + b"c"
+
+
+def test_an_upload_that_fails_early_makes_the_next_write_raise_instead_of_blocking() -> None:
+    def refuse(source: IO[bytes]) -> None:
+        source.read(1)
+        raise PermissionError(13, "Permission denied", "/x")
+
+    writer = UploadWriter(refuse, name="t", depth=1)
+    with pytest.raises(PermissionError):
+        for _ in range(100):  # Far more blocks than the queue holds: a blocked write would hang here.
+            writer.write(b"block")
+        writer.close()
+
+
+def test_a_body_shorter_than_its_content_length_fails_the_upload() -> None:
+    outcome: list[BaseException] = []
+
+    def upload(source: IO[bytes]) -> None:
+        try:
+            while source.read(4):
+                pass
+        except UploadAborted as exc:
+            outcome.append(exc)
+            raise
+
+    writer = UploadWriter(upload, name="t", expected_length=100)
+    writer.write(b"only ten b")
+    with pytest.raises(UploadAborted):
+        writer.close()
+    assert outcome

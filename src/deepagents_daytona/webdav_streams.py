@@ -60,12 +60,6 @@ class DownloadReader(io.RawIOBase):
         self._position += len(data)
         return data
 
-    def readall(self) -> bytes:
-        parts = []
-        while chunk := self.read(1 << 20):
-            parts.append(chunk)
-        return b"".join(parts)
-
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))
         buffer[: len(data)] = data
@@ -112,6 +106,9 @@ class _QueueReader(io.RawIOBase):
         return True
 
     def read(self, size: int | None = -1) -> bytes:
+        """Up to `size` bytes of the current block (the rest of the body when `size` is negative)."""
+        if size is None or size < 0:
+            return self.readall()
         if self._offset >= len(self._block):
             if self._ended:
                 return b""
@@ -123,15 +120,9 @@ class _QueueReader(io.RawIOBase):
                 self._ended = True
                 return b""
             self._block, self._offset = item, 0
-        end = len(self._block) if size is None or size < 0 else self._offset + size
-        data = self._block[self._offset : end]
+        data = self._block[self._offset : self._offset + size]
         self._offset += len(data)
         return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 class UploadWriter:
