@@ -73,23 +73,34 @@ def webdav_manager(server: LocalServer, daytona: Daytona, **settings: object) ->
     return SandboxManager(plugin_settings(server, **settings), daytona=daytona)
 
 
-def delete_sandboxes(manager: SandboxManager) -> None:
-    for sandbox in manager.list_sandboxes():
-        manager.delete_sandbox(sandbox.id)
+@contextlib.contextmanager
+def served_volume(server: LocalServer, daytona: Daytona) -> Iterator[tuple[SandboxManager, str]]:
+    """A manager on a fresh volume and `http://127.0.0.1:PORT` serving it under /webdav; its
+    sandboxes are deleted afterwards."""
+    manager = webdav_manager(server, daytona)
+    try:
+        with serve_wsgi(create_webdav_app(manager, mount_path="/webdav")) as origin:
+            yield manager, origin
+    finally:
+        for sandbox in manager.list_sandboxes():
+            manager.delete_sandbox(sandbox.id)
 
 
 @pytest.fixture(scope="module")
-def files_manager(local_server: LocalServer, daytona: Daytona) -> Iterator[SandboxManager]:
-    made = webdav_manager(local_server, daytona)
-    yield made
-    delete_sandboxes(made)
+def served(local_server: LocalServer, daytona: Daytona) -> Iterator[tuple[SandboxManager, str]]:
+    with served_volume(local_server, daytona) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
-def origin(files_manager: SandboxManager) -> Iterator[str]:
+def files_manager(served: tuple[SandboxManager, str]) -> SandboxManager:
+    return served[0]
+
+
+@pytest.fixture(scope="module")
+def origin(served: tuple[SandboxManager, str]) -> str:
     """`http://127.0.0.1:PORT`, serving WebDAV under /webdav."""
-    with serve_wsgi(create_webdav_app(files_manager, mount_path="/webdav")) as url:
-        yield url
+    return served[1]
 
 
 @pytest.fixture

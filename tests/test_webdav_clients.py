@@ -20,27 +20,24 @@ from webdav4.client import Client
 from daytona_local.testing import LocalServer
 from deepagents_daytona.manager import SandboxManager
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
-from deepagents_daytona.webdav import create_webdav_app
-from test_webdav import PASSWORD, TOKEN, USER, delete_sandboxes, serve_wsgi, webdav_manager
+from test_webdav import PASSWORD, TOKEN, USER, served_volume
 
 
 @pytest.fixture(scope="module")
-def clients_manager(local_server: LocalServer, daytona: Daytona) -> Iterator[SandboxManager]:
-    made = webdav_manager(local_server, daytona)
-    yield made
-    delete_sandboxes(made)
+def served(local_server: LocalServer, daytona: Daytona) -> Iterator[tuple[SandboxManager, str]]:
+    with served_volume(local_server, daytona) as pair:
+        yield pair
 
 
 @pytest.fixture(scope="module")
-def dav_url(clients_manager: SandboxManager) -> Iterator[str]:
+def dav_url(served: tuple[SandboxManager, str]) -> str:
     """The WebDAV root URL, e.g. `http://127.0.0.1:PORT/webdav`."""
-    with serve_wsgi(create_webdav_app(clients_manager, mount_path="/webdav")) as origin:
-        yield f"{origin}/webdav"
+    return f"{served[1]}/webdav"
 
 
 @pytest.fixture
-def files(clients_manager: SandboxManager) -> DaytonaSandboxBackend:
-    return clients_manager.get_files_backend()
+def files(served: tuple[SandboxManager, str]) -> DaytonaSandboxBackend:
+    return served[0].get_files_backend()
 
 
 @pytest.fixture
@@ -83,23 +80,28 @@ def test_webdav4_client_lists_transfers_copies_moves_and_deletes(
     assert not client.exists(folder)
 
 
+def run_client(argv: list[str], *, env: dict[str, str], stdin: str = "") -> str:
+    """Run a client program to completion with only `env` (and PATH); its standard output."""
+    result = subprocess.run(
+        argv,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ["PATH"], **env},
+        cwd=env["HOME"],
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def run_cadaver(dav_url: str, home: Path, script: str) -> str:
     """Drive cadaver through its standard input; credentials come from ~/.netrc."""
     netrc = home / ".netrc"
     netrc.write_text(f"machine 127.0.0.1\nlogin {USER}\npassword {PASSWORD}\n")  # netrc: no spaces in values
     netrc.chmod(0o600)
-    result = subprocess.run(
-        ["cadaver", f"{dav_url}/"],
-        input=script + "\nquit\n",
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"HOME": str(home), "PATH": os.environ["PATH"], "LANG": "C.UTF-8"},
-        cwd=home,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return run_client(["cadaver", f"{dav_url}/"], env={"HOME": str(home), "LANG": "C.UTF-8"}, stdin=script + "\nquit\n")
 
 
 def test_cadaver_lists_transfers_copies_moves_and_deletes(
@@ -133,23 +135,13 @@ def run_rclone(dav_url: str, home: Path, *args: str) -> str:
     """rclone configured only by environment variables: a `dav:` remote with the bearer token."""
     env = {
         "HOME": str(home),
-        "PATH": os.environ["PATH"],
         "RCLONE_CONFIG": str(home / "rclone.conf"),
         "RCLONE_CONFIG_DAV_TYPE": "webdav",
         "RCLONE_CONFIG_DAV_URL": dav_url,
         "RCLONE_CONFIG_DAV_VENDOR": "other",
         "RCLONE_CONFIG_DAV_BEARER_TOKEN": TOKEN,
     }
-    result = subprocess.run(
-        ["rclone", "--retries", "1", "--low-level-retries", "1", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return run_client(["rclone", "--retries", "1", "--low-level-retries", "1", *args], env=env)
 
 
 def test_rclone_lists_transfers_copies_moves_and_deletes(

@@ -205,6 +205,15 @@ class _SandboxEntry:
                 environ=self.environ,
             )
 
+    def delete(self) -> None:
+        """Remove the file, or the folder with everything in it: one request either way."""
+        self._refuse_if_read_only()
+        with dav_errors(self.path):
+            self._backend.fs_delete(self._target)
+        resource: _DAVResource = self  # type: ignore[assignment]
+        resource.remove_all_properties(recursive=resource.is_collection)
+        resource.remove_all_locks(recursive=resource.is_collection)
+
     def _copy_properties(self, dest_path: str, *, is_move: bool) -> None:
         prop_manager = self.provider.prop_manager
         if not prop_manager:
@@ -220,12 +229,6 @@ class _SandboxEntry:
         is_collection: bool = self.is_collection  # type: ignore[attr-defined]
         suffix = "/" if is_collection and not path.endswith("/") else ""
         return quote(self.provider.share_path + path + suffix)
-
-    def _forget(self, *, recursive: bool) -> None:
-        """Drop the dead properties and locks of a deleted entry."""
-        resource: _DAVResource = self  # type: ignore[assignment]
-        resource.remove_all_properties(recursive=recursive)
-        resource.remove_all_locks(recursive=recursive)
 
     def _refuse_if_read_only(self) -> None:
         if self.provider.is_readonly():
@@ -296,12 +299,6 @@ class DaytonaFile(_SandboxEntry, DAVNonCollection):
         with dav_errors(self.path):
             self._info = self._backend.fs_info(self._target)
 
-    def delete(self) -> None:
-        self._refuse_if_read_only()
-        with dav_errors(self.path):
-            self._backend.fs_delete(self._target)
-        self._forget(recursive=False)
-
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         """Copy the bytes sandbox to sandbox through this process, streamed in flat memory
         (the file API has no copy). WsgiDAV deletes the source afterwards for a move."""
@@ -368,12 +365,6 @@ class DaytonaFolder(_SandboxEntry, DAVCollection):
             return False
         self.delete()
         return True
-
-    def delete(self) -> None:
-        self._refuse_if_read_only()
-        with dav_errors(self.path):
-            self._backend.fs_delete(self._target)
-        self._forget(recursive=True)
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
         """The folder itself (WsgiDAV copies the members one by one after it)."""
