@@ -227,6 +227,8 @@ def test_put_then_get_round_trips_bytes_with_etag_and_last_modified(
     assert fetched.content == data
     assert files.fs_download(volume(files, f"{folder}/blob.bin")) == data
     assert created.headers["ETag"] == fetched.headers["ETag"]
+    listed_etag = propfind(dav, f"{folder}/", "1")[f"/webdav{folder}/blob.bin"]["getetag"] or ""
+    assert listed_etag.strip('"') == fetched.headers["ETag"].strip('"')
     assert fetched.headers["Last-Modified"].endswith("GMT")
     assert fetched.headers["Content-Length"] == str(len(data))
 

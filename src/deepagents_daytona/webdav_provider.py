@@ -158,7 +158,7 @@ def dav_errors(path: str) -> Iterator[None]:
 
 
 class _SandboxEntry:
-    """What files and folders share: file info as live properties, and whole-entry moves.
+    """What files and folders share: file info as live properties; moving and deleting the whole entry.
 
     Mixed into WsgiDAV's resource classes, which supply `path`, `environ` and `provider`.
     """
