@@ -493,6 +493,20 @@ def test_a_stopped_files_sandbox_is_started_by_the_next_request(
     assert response.content == b"yes"
 
 
+def test_a_deleted_files_sandbox_is_replaced_and_the_volume_is_still_there(
+    dav: httpx.Client, files_manager: SandboxManager, daytona: Daytona, folder: str
+) -> None:
+    files = files_manager.get_files_backend()
+    files.fs_upload(volume(files, f"{folder}/survivor.txt"), b"on the volume")
+    daytona.delete(daytona.get(files.id))
+
+    response = dav.get(f"{folder}/survivor.txt")
+
+    assert response.status_code == 200
+    assert response.content == b"on the volume"
+    assert files_manager.get_files_backend().id != files.id
+
+
 # -- authentication and modes --------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ from wsgidav.dav_error import (
 )
 from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider, _DAVResource
 
-from deepagents_daytona.errors import SandboxError
+from deepagents_daytona.errors import SandboxError, SandboxGoneError
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
 from deepagents_daytona.webdav_streams import DownloadReader, UploadAborted, UploadWriter
 
@@ -52,7 +52,11 @@ _LOOKUPS_KEY = "deepagents_daytona.lookups"
 
 
 class FilesBackendSource(Protocol):
-    """What the provider needs from the manager: the files sandbox, started if it was stopped."""
+    """What the provider needs from the manager: the files sandbox, started if it was stopped.
+
+    A source that also has `forget_files()` (as `SandboxManager` does) is told when its files
+    sandbox turns out to be deleted, so that it makes a new one.
+    """
 
     def get_files_backend(self) -> DaytonaSandboxBackend: ...
 
@@ -97,7 +101,7 @@ class DaytonaDAVProvider(DAVProvider):
         target = self.sandbox_path(path, environ)
         try:
             with dav_errors(path):
-                info = self.backend(environ).fs_info(target)
+                info = self._first_info(target, environ)
         except DAVError as exc:
             if exc.value not in (HTTP_NOT_FOUND, HTTP_CONFLICT):  # missing, or a parent is a file
                 raise
@@ -106,6 +110,22 @@ class DaytonaDAVProvider(DAVProvider):
             resource = self.resource(path, environ, info)
         lookups[path] = resource
         return resource
+
+    def _first_info(self, target: str, environ: dict[str, Any]) -> FileInfo:
+        """`fs_info`, and if the files sandbox was deleted behind our back, once more on the one
+        the source makes next (the files live on the volume, so they are all still there).
+
+        Only lookups are repeated: they come before a request reads its body or changes anything.
+        """
+        try:
+            return self.backend(environ).fs_info(target)
+        except SandboxGoneError:
+            forget = getattr(self._source, "forget_files", None)
+            if forget is None:
+                raise
+            forget()
+            environ.pop(_BACKEND_KEY, None)
+            return self.backend(environ).fs_info(target)
 
     def resource(self, path: str, environ: dict[str, Any], info: FileInfo) -> DaytonaFile | DaytonaFolder:
         """A resource from file info the caller already has (a listing), with no request."""
