@@ -14,9 +14,10 @@ $(UV):
 	$(UV) sync --frozen
 	@touch $@
 
-# bubblewrap isolates sandboxes; cadaver and rclone are the real WebDAV clients the tests use.
+# bubblewrap isolates sandboxes; cadaver and rclone are the real WebDAV clients the tests use;
+# postgresql (initdb is off PATH, so keyed by its full path) backs the API server's PostgreSQL tests.
 system-deps:
-	@missing=""; for pkg in bwrap:bubblewrap cadaver:cadaver rclone:rclone; do \
+	@missing=""; for pkg in bwrap:bubblewrap cadaver:cadaver rclone:rclone /usr/lib/postgresql/*/bin/initdb:postgresql; do \
 	  command -v $${pkg%%:*} >/dev/null 2>&1 || missing="$$missing $${pkg##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
