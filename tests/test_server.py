@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -23,7 +27,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from daytona import AsyncDaytona, Daytona
+from daytona import AsyncDaytona, Daytona, DaytonaConfig
 from fastapi import FastAPI
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph_sdk import get_client, get_sync_client
@@ -79,11 +83,14 @@ def delete_sandboxes(manager: SandboxManager) -> None:
 
 
 def gated_model(gate: threading.Event) -> ScriptedChatModel:
-    """Answers each turn with `answered: <request>`, once `gate` is open (it is, unless a test closes it)."""
+    """Answers each turn with `answered: <request>`, once `gate` is open (it is, unless a test closes it);
+    the request `fail` makes the model raise."""
 
     def answer(messages: Sequence[BaseMessage]) -> AIMessage:
         gate.wait(120)
         request = next(m.content for m in reversed(messages) if isinstance(m, HumanMessage))
+        if request == "fail":
+            raise RuntimeError("scripted failure")
         return AIMessage(content=f"answered: {request}")
 
     return ScriptedChatModel([answer], per_turn=True)
@@ -351,6 +358,63 @@ def test_a_second_run_on_a_busy_thread_is_refused_with_409(gated: Served) -> Non
     assert [m["content"] for m in values["messages"]] == ["slow", "answered: slow", "now", "answered: now"]
 
 
+def wait_for_status(client: Any, thread_id: str, status: str) -> None:
+    """Poll until the thread reaches `status` (a run ends on its own task, after the client has gone)."""
+    for _ in range(600):
+        if client.threads.get(thread_id)["status"] == status:
+            return
+        threading.Event().wait(0.1)
+    raise AssertionError(f"thread {thread_id} never became {status}")
+
+
+def test_a_failed_run_is_reported_and_leaves_the_thread_usable(gated: Served) -> None:
+    client = gated.client()
+    thread = client.threads.create()
+    with pytest.raises(Exception, match="RuntimeError: scripted failure"):
+        client.runs.wait(thread["thread_id"], "agent", input=ask("fail"))
+    assert client.threads.get(thread["thread_id"])["status"] == "error"
+    parts = list(client.runs.stream(thread["thread_id"], "agent", input=ask("fail")))
+    assert parts[-1].event == "error" and parts[-1].data == {"error": "RuntimeError", "message": "scripted failure"}
+    values = client.runs.wait(thread["thread_id"], "agent", input=ask("fine"))
+    assert last_ai_text(values) == "answered: fine"
+    assert client.threads.get(thread["thread_id"])["status"] == "idle"
+
+
+@pytest.mark.parametrize("on_disconnect", ["continue", "cancel"])
+def test_a_streaming_client_that_leaves_continues_or_cancels_the_run(gated: Served, on_disconnect: str) -> None:
+    client = gated.client()
+    thread = client.threads.create()
+    gated.gate.clear()
+    try:
+        stream = client.runs.stream(thread["thread_id"], "agent", input=ask("left"), on_disconnect=on_disconnect)
+        assert next(stream).event == "metadata"
+        stream.close()  # the client goes away mid-run
+        if on_disconnect == "cancel":
+            wait_for_status(client, thread["thread_id"], "idle")
+    finally:
+        gated.gate.set()
+    wait_for_status(client, thread["thread_id"], "idle")
+    contents = [m["content"] for m in client.threads.get_state(thread["thread_id"])["values"].get("messages", [])]
+    assert ("answered: left" in contents) == (on_disconnect == "continue")
+
+
+def test_deleting_a_thread_while_daytona_is_unreachable_is_503_and_keeps_the_thread(
+    local_server: LocalServer, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{probe.getsockname()[1]}/api"  # nothing listens once closed
+    config = DaytonaConfig(api_key=local_server.api_key, api_url=dead_url, target="local")
+    settings = plugin_settings(local_server, max_attempts=1).model_copy(update={"api_url": dead_url})
+    manager = SandboxManager(settings, daytona=Daytona(config), async_daytona=AsyncDaytona(config))
+    app = create_app(server_settings(data_dir=tmp_path), manager=manager, model=gated_model(threading.Event()))
+    with serve_app(app, manager) as url, httpx.Client(base_url=url, headers=AUTH, timeout=120) as raw:
+        thread_id = raw.post("/threads", json={}).json()["thread_id"]
+        refused = raw.delete(f"/threads/{thread_id}")
+        assert refused.status_code == 503 and "unavailable" in refused.json()["detail"]
+        assert raw.get(f"/threads/{thread_id}").json()["status"] == "idle"
+
+
 def test_a_run_may_create_its_thread_and_unknown_assistants_are_404(gated: Served) -> None:
     client = gated.client()
     thread_id = f"made-by-run-{uuid.uuid4().hex}"
@@ -382,6 +446,43 @@ def test_threads_survive_a_restart_of_the_server(local_server: LocalServer, dayt
         values = client.runs.wait(thread["thread_id"], "agent", input=ask("still there?"))
         assert [m["content"] for m in values["messages"]][:2] == ["remember me", "answered: remember me"]
     delete_sandboxes(second)
+
+
+def test_serve_runs_the_server_from_arguments_and_environment(local_server: LocalServer, tmp_path: Path) -> None:
+    """`serve()` as the CLI calls it, in a process of its own: the process-wide manager from DAYTONA_* and
+    the offline model; the token never reaches its output."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DAYTONA_")}
+    env |= {"DAYTONA_API_KEY": local_server.api_key, "DAYTONA_API_URL": local_server.api_url}
+    env |= {"DAYTONA_SANDBOX_NAME_PREFIX": prefix, "DAYTONA_SERVER_MAX_BODY_BYTES": str(MAX_BODY)}
+    code = f"from deepagents_daytona.server import serve; serve('127.0.0.1', {port}, data_dir='data', token={TOKEN!r})"
+    log = tmp_path / "server.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-c", code], cwd=tmp_path, env=env, stdout=sink, stderr=sink)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            assert process.poll() is None, log.read_text()
+            threading.Event().wait(0.1)
+        with get_sync_client(url=url, api_key=TOKEN, timeout=300) as client:
+            thread = client.threads.create()
+            values = client.runs.wait(thread["thread_id"], "agent", input=ask("from serve"))
+            assert OFFLINE_ANSWER in last_ai_text(values)
+            client.threads.delete(thread["thread_id"])
+        assert httpx.post(f"{url}/threads", json={"metadata": {"x": "y" * MAX_BODY}}).status_code in (401, 413)
+    finally:
+        process.terminate()
+        process.wait(60)
+    output = log.read_text()
+    assert process.returncode in (0, -signal.SIGTERM) and "Application shutdown complete" in output, output
+    assert (tmp_path / "data" / "threads.sqlite").exists()
+    assert TOKEN not in output
 
 
 # ---- the thread store: leases ----------------------------------------------------------------------
