@@ -417,15 +417,20 @@ def test_deleting_a_thread_while_daytona_is_unreachable_is_503_and_keeps_the_thr
 
 def test_a_run_may_create_its_thread_and_unknown_assistants_are_404(gated: Served) -> None:
     client = gated.client()
-    thread_id = f"made-by-run-{uuid.uuid4().hex}"
+    thread_id = f"made by run: naïve 日本 ?#%..{uuid.uuid4().hex}"  # any printable id without '/'
     with pytest.raises(httpx.HTTPStatusError) as missing:
         client.runs.wait(thread_id, "agent", input=ask("x"))
     assert missing.value.response.status_code == 404
-    values = client.runs.wait(thread_id, "agent", input=ask("x"), if_not_exists="create")
+    created: list[Any] = []
+    values = client.runs.wait(thread_id, "agent", input=ask("x"), if_not_exists="create", on_run_created=created.append)
     assert last_ai_text(values) == "answered: x"
+    assert created[0]["thread_id"] and created[0]["run_id"]
+    parts = list(client.runs.stream(thread_id, "agent", input=ask("y")))
+    assert last_ai_text(parts[-1].data) == "answered: y"
     assert client.threads.get(thread_id)["status"] == "idle"
     with pytest.raises(NotFoundError):
         list(client.runs.stream(thread_id, "no-such-graph", input=ask("x")))
+    client.threads.delete(thread_id)
 
 
 def test_threads_survive_a_restart_of_the_server(local_server: LocalServer, daytona: Daytona, tmp_path: Path) -> None:
@@ -562,6 +567,7 @@ BAD_BODIES: list[tuple[str, str, Any]] = [
     ("POST", "/threads", {"thread_id": ""}),
     ("POST", "/threads", {"thread_id": "x" * 1025}),
     ("POST", "/threads", {"thread_id": "tab\there"}),
+    ("POST", "/threads", {"thread_id": "a/b"}),
     ("POST", "/threads", {"metadata": "not an object"}),
     ("POST", "/threads", {"metadata": {"nul": "a\x00b"}}),
     ("POST", "/threads", {"if_exists": "overwrite"}),

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
@@ -55,7 +56,8 @@ class ActiveRun:
 
     @property
     def location(self) -> str:
-        return f"/threads/{self.thread_id}/runs/{self.run_id}"
+        # Quoted: a header is latin-1, a thread id any printable text.
+        return f"/threads/{quote(self.thread_id, safe='')}/runs/{self.run_id}"
 
 
 def _run_config(thread_id: str, run_id: str, assistant_id: str, body: RunCreate) -> dict[str, Any]:

@@ -20,6 +20,8 @@ MAX_THREAD_ID_LENGTH = 1024
 """What the sandbox manager accepts (the sandbox name is a hash; the label keeps up to this)."""
 
 _PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+_SEGMENT = r"^[^\x00-\x1f\x7f/]+$"
+"""A thread id travels as one path segment; a `/` would make the thread unreachable (404 on every route)."""
 
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "debug", "tasks", "checkpoints"]
 
@@ -45,7 +47,7 @@ def _storable(value: Any, where: str = "value") -> Any:
 StorableObject = Annotated[dict[str, Any], AfterValidator(_storable)]
 StorableJSON = Annotated[Any, AfterValidator(_storable)]
 ThreadIdValue = Annotated[
-    str, Field(min_length=1, max_length=MAX_THREAD_ID_LENGTH, pattern=_PRINTABLE), AfterValidator(_storable)
+    str, Field(min_length=1, max_length=MAX_THREAD_ID_LENGTH, pattern=_SEGMENT), AfterValidator(_storable)
 ]
 ThreadIdPath = Annotated[ThreadIdValue, Path(description="The thread's id")]
 CheckpointIdValue = Annotated[str, Field(min_length=1, max_length=200, pattern=_PRINTABLE)]
