@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -80,6 +81,13 @@ def new_manager(server: LocalServer, daytona: Daytona, prefix: str | None = None
 def delete_sandboxes(manager: SandboxManager) -> None:
     for sandbox in manager.list_sandboxes():
         manager.delete_sandbox(sandbox.id)
+
+
+def open_gate() -> threading.Event:
+    """A gate for `gated_model`, open: runs answer at once until a test closes it."""
+    gate = threading.Event()
+    gate.set()
+    return gate
 
 
 def gated_model(gate: threading.Event) -> ScriptedChatModel:
@@ -163,8 +171,7 @@ def offline(local_server: LocalServer, daytona: Daytona) -> Iterator[Served]:
 @pytest.fixture(scope="module")
 def gated(local_server: LocalServer, daytona: Daytona) -> Iterator[Served]:
     manager = new_manager(local_server, daytona)
-    gate = threading.Event()
-    gate.set()
+    gate = open_gate()
     with tempfile.TemporaryDirectory(prefix="api-server-") as data:
         app = create_app(server_settings(data_dir=data), manager=manager, model=gated_model(gate))
         with serve_app(app, manager) as url:
@@ -363,7 +370,7 @@ def wait_for_status(client: Any, thread_id: str, status: str) -> None:
     for _ in range(600):
         if client.threads.get(thread_id)["status"] == status:
             return
-        threading.Event().wait(0.1)
+        time.sleep(0.1)
     raise AssertionError(f"thread {thread_id} never became {status}")
 
 
@@ -434,8 +441,7 @@ def test_a_run_may_create_its_thread_and_unknown_assistants_are_404(gated: Serve
 
 
 def test_threads_survive_a_restart_of_the_server(local_server: LocalServer, daytona: Daytona, tmp_path: Path) -> None:
-    gate = threading.Event()
-    gate.set()
+    gate = open_gate()
     prefix = f"t{uuid.uuid4().hex[:10]}"
 
     def app(manager: SandboxManager) -> FastAPI:
@@ -474,7 +480,7 @@ def test_serve_runs_the_server_from_arguments_and_environment(local_server: Loca
                 if httpx.get(f"{url}/healthz").status_code == 200:
                     break
             assert process.poll() is None, log.read_text()
-            threading.Event().wait(0.1)
+            time.sleep(0.1)
         with get_sync_client(url=url, api_key=TOKEN, timeout=300) as client:
             thread = client.threads.create()
             values = client.runs.wait(thread["thread_id"], "agent", input=ask("from serve"))

@@ -40,6 +40,7 @@ from test_server import (
     gated_model,
     last_ai_text,
     new_manager,
+    open_gate,
     serve_app,
     server_settings,
     thread_sandboxes,
@@ -142,9 +143,7 @@ def test_deleting_a_thread_on_postgres_destroys_its_sandbox(pg_offline: Served) 
 def test_two_replicas_share_threads_and_refuse_a_run_the_other_holds(
     local_server: LocalServer, daytona: Daytona, postgres_url: str
 ) -> None:
-    gate = threading.Event()
-    gate.set()
-    prefix = f"t{uuid.uuid4().hex[:10]}"
+    gate, prefix = open_gate(), f"t{uuid.uuid4().hex[:10]}"
     with (
         replica(local_server, daytona, postgres_url, prefix, gate) as first,
         replica(local_server, daytona, postgres_url, prefix, gate) as second,
@@ -182,9 +181,7 @@ async def test_thread_claims_exclude_until_released_or_expired_postgres(postgres
 def test_a_new_replica_finds_the_threads_of_a_stopped_one(
     local_server: LocalServer, daytona: Daytona, postgres_url: str
 ) -> None:
-    gate = threading.Event()
-    gate.set()
-    prefix = f"t{uuid.uuid4().hex[:10]}"
+    gate, prefix = open_gate(), f"t{uuid.uuid4().hex[:10]}"
     with replica(local_server, daytona, postgres_url, prefix, gate) as first:
         thread = first.client().threads.create()
         first.client().runs.wait(thread["thread_id"], "agent", input=ask("before"))
