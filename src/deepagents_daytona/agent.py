@@ -14,7 +14,6 @@ from deepagents import create_deep_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
 
 from deepagents_daytona.lifecycle import ThreadCleanupCheckpointer
 from deepagents_daytona.manager import SandboxManager, get_sandbox_manager
@@ -41,12 +40,14 @@ def create_sandbox_agent(
 ) -> Any:
     """A deep agent with one sandbox per thread; `kwargs` go to `create_deep_agent`.
 
-    `checkpointer` defaults to an in-memory saver; whatever is given is wrapped (once) in
-    `ThreadCleanupCheckpointer`, so deleting a thread through it destroys the thread's sandbox.
+    A `checkpointer` is wrapped (once) in `ThreadCleanupCheckpointer`, so deleting a thread through
+    it destroys the thread's sandbox. Without one the graph has none, as `create_deep_agent`'s: a
+    LangGraph Agent Server (`langgraph dev`) brings its own and refuses graphs that carry one; give
+    it the wrapper through langgraph.json's `checkpointer.path` instead.
     """
     manager = manager or get_sandbox_manager()
-    saver = checkpointer if checkpointer is not None else InMemorySaver()
-    if not isinstance(saver, ThreadCleanupCheckpointer):
+    saver = checkpointer
+    if saver is not None and not isinstance(saver, ThreadCleanupCheckpointer):
         saver = ThreadCleanupCheckpointer(saver, manager)
     note = workspace_note(manager)
     prompt = f"{system_prompt}\n\n{note}" if system_prompt else note

@@ -1,0 +1,110 @@
+"""examples/langgraph_server under `langgraph dev`: DELETE /threads/{id} destroys the thread's sandbox.
+
+The official LangGraph Agent Server (in-memory runtime, as `langgraph dev` runs it) loads the
+example's graph, its `ThreadCleanupCheckpointer` (langgraph.json `checkpointer.path`) and its
+WebDAV routes (`http.app`); the official `langgraph_sdk` client drives it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from langgraph_sdk import get_sync_client
+from langgraph_sdk.client import SyncLangGraphClient
+
+from daytona_local.testing import LocalServer
+from deepagents_daytona import SandboxManager
+from deepagents_daytona.manager import ROLE_THREAD
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "langgraph_server"
+TOKEN = "webdav-token-for-tests-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def langgraph_dev(local_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    work = tmp_path_factory.mktemp("langgraph-dev")
+    env = {
+        **os.environ,
+        "DAYTONA_API_URL": local_server.api_url,
+        "DAYTONA_API_KEY": local_server.api_key,
+        "DAYTONA_SANDBOX_NAME_PREFIX": "lgdev",
+        "DAYTONA_WEBDAV_TOKEN": TOKEN,
+        "DEEPAGENTS_CHECKPOINTS": str(work / "checkpoints.sqlite"),
+        "LANGSMITH_TRACING": "false",
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+    }
+    langgraph = Path(sys.executable).parent / "langgraph"
+    argv = [str(langgraph), "dev", "--port", str(port), "--no-browser", "--no-reload", "--config", "langgraph.json"]
+    log = (work / "server.log").open("w")
+    server = subprocess.Popen(argv, cwd=EXAMPLE, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"langgraph dev did not start:\n{(work / 'server.log').read_text()[-4000:]}")
+        time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(30)
+
+
+@pytest.fixture
+def client(langgraph_dev: str) -> SyncLangGraphClient:
+    return get_sync_client(url=langgraph_dev)
+
+
+@pytest.fixture
+def lgdev_manager(local_server: LocalServer, daytona: object) -> SandboxManager:
+    from conftest import plugin_settings
+
+    return SandboxManager(plugin_settings(local_server, sandbox_name_prefix="lgdev"), daytona=daytona)
+
+
+def test_thread_deletion_under_langgraph_dev_destroys_the_sandbox(
+    client: SyncLangGraphClient, lgdev_manager: SandboxManager
+) -> None:
+    keep, drop = client.threads.create(), client.threads.create()
+    for thread in (keep, drop):
+        result = client.runs.wait(thread["thread_id"], "agent", input={"messages": [{"role": "user", "content": "hi"}]})
+        assert "notes.md" in str(result["messages"][-1]["content"])
+    ours = {s.thread_id for s in lgdev_manager.list_sandboxes(role=ROLE_THREAD)}
+    assert {keep["thread_id"], drop["thread_id"]} <= ours
+    client.threads.delete(drop["thread_id"])
+    remaining = {s.thread_id for s in lgdev_manager.list_sandboxes(role=ROLE_THREAD)}
+    assert drop["thread_id"] not in remaining
+    assert keep["thread_id"] in remaining
+    client.threads.delete(keep["thread_id"])
+
+
+def test_the_workspace_is_served_over_webdav_by_the_same_server(
+    client: SyncLangGraphClient, lgdev_manager: SandboxManager, langgraph_dev: str
+) -> None:
+    thread = client.threads.create()
+    client.runs.wait(thread["thread_id"], "agent", input={"messages": [{"role": "user", "content": "over dav"}]})
+    key = lgdev_manager.thread_key(thread["thread_id"])
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    note = httpx.get(f"{langgraph_dev}/webdav/threads/{key}/notes.md", headers=headers, timeout=30)
+    assert note.status_code == 200 and "over dav" in note.text
+    assert httpx.get(f"{langgraph_dev}/webdav/threads/{key}/notes.md", timeout=30).status_code == 401
+    client.threads.delete(thread["thread_id"])
