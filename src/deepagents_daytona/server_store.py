@@ -31,7 +31,7 @@ from deepagents_daytona.server_settings import ServerSettings
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 SortBy = Literal["thread_id", "status", "created_at", "updated_at"]
 TABLE = "deepagents_daytona_threads"
-_COLUMNS = "thread_id, created_at, updated_at, metadata, status, run_id"
+_COLUMNS = "thread_id, created_at, updated_at, metadata, status"
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f+00:00"
 """Fixed width, so text order is time order in both databases."""
 
@@ -56,12 +56,11 @@ class ThreadRecord:
     updated_at: str
     metadata: dict[str, Any]
     status: ThreadStatus
-    run_id: str | None
 
 
 def _record(row: Sequence[Any]) -> ThreadRecord:
-    thread_id, created_at, updated_at, metadata, status, run_id = row
-    return ThreadRecord(thread_id, created_at, updated_at, json.loads(metadata), status, run_id)
+    thread_id, created_at, updated_at, metadata, status = row
+    return ThreadRecord(thread_id, created_at, updated_at, json.loads(metadata), status)
 
 
 class ThreadExistsError(Exception):
