@@ -428,3 +428,10 @@ def test_destroy_is_idempotent_and_later_calls_raise_sandbox_gone(daytona: Dayto
 
 def test_backend_repr_names_the_sandbox_not_secrets(backend: DaytonaSandboxBackend) -> None:
     assert backend.id in repr(backend)
+
+
+def test_fs_download_of_an_empty_file_is_empty_not_an_error(backend: DaytonaSandboxBackend) -> None:
+    # The SDK's streaming download raises "No file data received" for a zero-byte file.
+    backend.fs_upload(at(backend, "empty.bin"), b"")
+    assert backend.fs_download(at(backend, "empty.bin")) == b""
+    assert list(backend.fs_download_stream(at(backend, "empty.bin"))) == []

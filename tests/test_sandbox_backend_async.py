@@ -202,3 +202,9 @@ async def test_a_stopped_sandbox_is_started_and_a_gone_one_raises(async_daytona:
 async def test_sync_methods_need_a_sync_sandbox(backend: DaytonaSandboxBackend) -> None:
     with pytest.raises(RuntimeError, match="sandbox="):
         backend.ls(backend.root_dir)
+
+
+async def test_afs_download_of_an_empty_file_is_empty_not_an_error(backend: DaytonaSandboxBackend) -> None:
+    await backend.afs_upload(at(backend, "empty.bin"), b"")
+    assert await backend.afs_download(at(backend, "empty.bin")) == b""
+    assert [chunk async for chunk in backend.afs_download_stream(at(backend, "empty.bin"))] == []

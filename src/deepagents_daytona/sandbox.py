@@ -676,7 +676,12 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         def first_chunk() -> tuple[bytes | None, Iterator[bytes]]:
             with _http_errors_as_daytona():
                 stream = fs.download_file_stream(source, timeout=self._settings.transfer_timeout)
-                return next(stream, None), stream
+                try:
+                    return next(stream, None), stream
+                except DaytonaError as exc:
+                    if _is_empty_file(exc):
+                        return None, stream
+                    raise
 
         with self._fs_errors(path):
             head, stream = self._call(first_chunk)
@@ -694,7 +699,12 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         async def first_chunk() -> tuple[bytes | None, AsyncIterator[bytes]]:
             with _http_errors_as_daytona():
                 stream = await fs.download_file_stream(source, timeout=self._settings.transfer_timeout)
-                return await anext(stream, None), stream
+                try:
+                    return await anext(stream, None), stream
+                except DaytonaError as exc:
+                    if _is_empty_file(exc):
+                        return None, stream
+                    raise
 
         with self._fs_errors(path):
             head, stream = await self._acall(first_chunk)
@@ -825,6 +835,12 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
 # -- result helpers shared by both halves --------------------------------------------
 
 _EMPTY_COMMAND = ExecuteResponse(output="Error: Command must be a non-empty string.", exit_code=1)
+
+
+def _is_empty_file(exc: DaytonaError) -> bool:
+    """The SDK's streaming download raises this, with no status, for a file of zero bytes: the
+    multipart part arrived, it just had no data to hand over."""
+    return str(exc).startswith("No file data received")
 
 
 def _execute_failure(exc: DaytonaError, seconds: int) -> ExecuteResponse:
