@@ -286,7 +286,7 @@ class DaytonaFile(_SandboxEntry, DAVNonCollection):
         """The content as a stream. The first chunk is fetched here, so a failure still gets a
         proper status instead of breaking off a response that has started."""
         if self.get_content_length() == 0:
-            return io.BytesIO()  # The SDK's download stream refuses empty files ("no file data").
+            return io.BytesIO()  # Known to be empty (from PROPFIND data): nothing to fetch.
         chunks = self._backend.fs_download_stream(self._target)
         with dav_errors(self.path):
             head = next(chunks, b"")
