@@ -333,8 +333,13 @@ async def run_script(
                 output = await output_task
         except TimeoutError:
             container.kill(command)
-            output_task.cancel()
             raise
+        finally:
+            if not output_task.done():
+                # The reader must be unregistered before `read_end` is closed: once closed, its
+                # number can be reused by a client socket whose reader the late cleanup would remove.
+                output_task.cancel()
+                await asyncio.wait([output_task])
         return code, output
     finally:
         os.close(read_end)
