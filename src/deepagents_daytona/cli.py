@@ -1,7 +1,8 @@
 """`deepagents-daytona`: the command line.
 
 - `local` runs daytona_local in the foreground and prints the DAYTONA_API_URL / key to use.
-- `demo` runs a short session end to end on an embedded daytona_local (no account needed).
+- `demo` runs the quickstart end to end (on an embedded daytona_local when no Daytona is configured).
+- `serve` runs the agent API (LangGraph SDK compatible) with WebDAV at /webdav, likewise.
 - `sandboxes list` / `sandboxes reap` show and clean up this plugin's sandboxes on the configured Daytona.
 """
 
@@ -10,8 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-import tempfile
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,34 +56,30 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from daytona_local.testing import LocalServer
+    from deepagents_daytona.quickstart import run
 
-    with tempfile.TemporaryDirectory(prefix="deepagents-daytona-demo-") as data_dir:
-        with console.status("starting an embedded daytona_local"):
-            server = LocalServer(data_dir).start()
-        try:
-            console.print(f"[bold]embedded daytona_local[/bold] at {server.api_url} (no Daytona account needed)")
-            _demo_session(server.api_url, server.api_key)
-        finally:
-            server.stop()
+    run(args.model, console)
     return 0
 
 
-def _demo_session(api_url: str, api_key: str) -> None:
-    from daytona import CreateSandboxFromSnapshotParams, Daytona, DaytonaConfig
+def _serve(args: argparse.Namespace) -> int:
+    from deepagents_daytona.embedded import daytona_or_embedded
+    from deepagents_daytona.server import serve
 
-    client = Daytona(DaytonaConfig(api_key=api_key, api_url=api_url, target="local"))
-    started = time.perf_counter()
-    with console.status("creating a sandbox"):
-        sandbox = client.create(CreateSandboxFromSnapshotParams(name="demo", labels={"app": "demo"}))
-    console.print(f"sandbox {sandbox.name} {sandbox.state} in {(time.perf_counter() - started) * 1000:.0f} ms")
-    sandbox.fs.upload_file(b"print('hello from the sandbox')\n", "/home/daytona/hello.py")
-    result = sandbox.process.exec("python3 hello.py && id -un && ls -la", cwd="/home/daytona")
-    console.print(f"$ python3 hello.py && id -un && ls -la  [dim](exit {result.exit_code})[/dim]")
-    console.print(result.result.rstrip())
-    console.print(f"files: {[f.name for f in sandbox.fs.list_files('/home/daytona')]}")
-    sandbox.delete()
-    console.print("[green]sandbox deleted; demo finished[/green]")
+    data_dir = Path(args.data_dir) if args.data_dir else None
+    local_dir = data_dir / "daytona-local" if data_dir else None
+    with daytona_or_embedded(local_dir) as target:
+        console.print(f"sandboxes: [bold]{target.description}[/bold]")
+        console.print(f"API on http://{args.host}:{args.port} (LangGraph SDK compatible), WebDAV at /webdav")
+        serve(
+            args.host,
+            args.port,
+            model_spec=args.model,
+            checkpointer_url=args.checkpointer,
+            data_dir=data_dir,
+            token=args.token,
+        )
+    return 0
 
 
 def _open_checkpointer(url: str) -> contextlib.AbstractContextManager[BaseCheckpointSaver]:
@@ -153,8 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--fault-seed", type=int, default=0)
     local.set_defaults(run=_local)
 
-    demo = commands.add_parser("demo", help="run the quickstart end to end on an embedded daytona_local")
+    demo = commands.add_parser("demo", help="run the quickstart end to end (embedded daytona_local by default)")
+    demo.add_argument("--model", help="provider:name for init_chat_model (default: the scripted offline model)")
     demo.set_defaults(run=_demo)
+
+    server = commands.add_parser("serve", help="the agent API (LangGraph SDK compatible) and WebDAV")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=2024)
+    server.add_argument("--model", help="provider:name for init_chat_model (default: the scripted offline model)")
+    server.add_argument("--checkpointer", help="postgresql://... or sqlite:///path (default: SQLite in the data dir)")
+    server.add_argument("--data-dir", help="threads database, and the embedded daytona_local's sandboxes")
+    server.add_argument("--token", help="bearer token clients must send (or DAYTONA_SERVER_TOKEN)")
+    server.set_defaults(run=_serve)
 
     sandboxes = commands.add_parser("sandboxes", help="this plugin's sandboxes on the configured Daytona")
     sandbox_commands = sandboxes.add_subparsers(dest="sandboxes_command", required=True)
