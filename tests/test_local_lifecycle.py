@@ -254,7 +254,27 @@ def test_fault_rate_answers_a_mix_of_502_503_and_dropped_connections() -> None:
         assert answered > 0
     assert {"200", "502", "503", "dropped"} <= set(outcomes)
     assert outcomes["200"] > sum(outcomes.values()) / 2
-    assert not {code for code in outcomes if code.startswith("5")} - {"502", "503"}
+    assert set(outcomes) <= {"200", "502", "503", "dropped"}
+
+
+def test_opt_in_429_fault_carries_retry_after_in_both_error_envelopes() -> None:
+    throttled: dict[str, httpx.Response] = {}
+    with LocalServer(fault_rate=0.5, fault_seed=3, fault_kinds=("429-before", "502-before")) as server:
+        headers = {"Authorization": f"Bearer {server.api_key}"}
+        urls = {"api": f"{server.api_url}/volumes", "toolbox": f"{server.api_url[:-4]}/toolbox/x/version"}
+        with httpx.Client(headers=headers) as client:
+            for _ in range(200):
+                for side, url in urls.items():
+                    with contextlib.suppress(httpx.TransportError):
+                        reply = client.get(url)
+                        if reply.status_code == 429:
+                            throttled.setdefault(side, reply)
+    assert set(throttled) == {"api", "toolbox"}
+    for reply in throttled.values():
+        assert int(reply.headers["retry-after"]) >= 1
+        assert reply.json()["statusCode"] == 429
+    assert throttled["toolbox"].json()["code"] == "TOO_MANY_REQUESTS"
+    assert throttled["api"].json()["error"] == "Too Many Requests"
 
 
 def test_fault_seed_makes_the_fault_sequence_repeatable() -> None:

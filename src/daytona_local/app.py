@@ -84,6 +84,7 @@ def create_app(settings: ServerSettings, counter: RequestCounter | None = None) 
         latency_ms=settings.latency_ms,
         fault_rate=settings.fault_rate,
         fault_seed=settings.fault_seed,
+        fault_kinds=settings.fault_kinds,
         counter=app.state.counter,
     )
     return app

@@ -1,9 +1,10 @@
 """ASGI middleware in front of every route: bearer auth, and the test knobs (latency, faults).
 
 Faults are drawn from one seeded generator, so a run with the same seed and the same request
-sequence fails the same requests. Half the faults strike before the handler runs (nothing
-happened), half after it ran (it happened, but the client never hears so): a client that retries
-must not duplicate or lose anything in either case.
+sequence fails the same requests. Some faults strike before the handler runs (nothing happened:
+502, 503, a dropped connection, and when asked for, 429 with `Retry-After`), the others after it
+ran (it happened, but the client never hears so): a client that retries must not duplicate or
+lose anything either way.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import hmac
 import json
 import random
 import threading
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import api_body, daemon_body
+
+DAEMON_CODES = {401: "UNAUTHORIZED", 429: "TOO_MANY_REQUESTS", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
+RETRY_AFTER_SECONDS = 1  # the shortest whole-second hint: a client that honours it waits, but briefly
 
 
 class DroppedConnection(Exception):
@@ -44,6 +49,7 @@ class ServerMiddleware:
         latency_ms: float,
         fault_rate: float,
         fault_seed: int,
+        fault_kinds: Sequence[str],
         counter: RequestCounter,
     ) -> None:
         self.app = app
@@ -51,6 +57,7 @@ class ServerMiddleware:
         self.latency = latency_ms / 1000
         self.fault_rate = fault_rate
         self.random = random.Random(fault_seed)
+        self.fault_kinds = list(fault_kinds)
         self.counter = counter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,6 +75,10 @@ class ServerMiddleware:
         if fault in ("502-before", "503-before"):
             await self._reply(scope, send, int(fault[:3]), "injected fault")
             return
+        if fault == "429-before":
+            retry_after = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+            await self._reply(scope, send, 429, "injected fault: too many requests", retry_after)
+            return
         if fault == "drop-before":
             await self._drop(send)
         if fault in ("502-after", "drop-after"):
@@ -81,7 +92,7 @@ class ServerMiddleware:
     def _draw_fault(self) -> str | None:
         if not self.fault_rate or self.random.random() >= self.fault_rate:
             return None
-        return self.random.choice(["502-before", "503-before", "drop-before", "502-after", "drop-after"])
+        return self.random.choice(self.fault_kinds)
 
     @staticmethod
     async def _swallow(message: Message) -> None:
@@ -100,14 +111,16 @@ class ServerMiddleware:
         return False
 
     @staticmethod
-    async def _reply(scope: Scope, send: Send, status: int, message: str) -> None:
+    async def _reply(
+        scope: Scope, send: Send, status: int, message: str, extra_headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         path: str = scope["path"]
         if path.startswith("/toolbox/"):
-            code = {401: "UNAUTHORIZED", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}[status]
-            body = daemon_body(status, message, code, path, scope["method"])
+            body = daemon_body(status, message, DAEMON_CODES[status], path, scope["method"])
         else:
             body = api_body(status, message, path)
         payload = json.dumps(body).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        headers += extra_headers or []
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})

@@ -9,6 +9,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+FaultKind = Literal["502-before", "503-before", "429-before", "drop-before", "502-after", "drop-after"]
+# "429-before" (429 with Retry-After) is opt-in: adding it here would reshuffle every seed's sequence.
+DEFAULT_FAULTS: tuple[FaultKind, ...] = ("502-before", "503-before", "drop-before", "502-after", "drop-after")
+
 
 def default_data_dir() -> Path:
     return Path.home() / ".local" / "share" / "daytona-local"
@@ -29,6 +33,7 @@ class ServerSettings(BaseSettings):
     latency_ms: float = Field(default=0.0, ge=0, le=60_000)
     fault_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     fault_seed: int = 0
+    fault_kinds: tuple[FaultKind, ...] = Field(default=DEFAULT_FAULTS, min_length=1)
     bare_fs_errors: bool = False  # answer file errors with a bare status, as Daytona v0.190's daemon did
     minute_seconds: float = Field(default=60.0, gt=0)  # length of a lifecycle "minute"; tests shrink it
     lifecycle_check_seconds: float = Field(default=1.0, gt=0)
