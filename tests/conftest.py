@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from daytona import AsyncDaytona, Daytona, DaytonaConfig
+from daytona import AsyncDaytona, AsyncSandbox, Daytona, DaytonaConfig, Sandbox
 
 from daytona_local.testing import LocalServer
 from deepagents_daytona.config import DaytonaSettings
@@ -33,6 +33,20 @@ async def async_daytona(local_server: LocalServer) -> AsyncIterator[AsyncDaytona
     client = AsyncDaytona(config_for(local_server))
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="module")
+def sandbox(daytona: Daytona) -> Iterator[Sandbox]:
+    """One sandbox per test module, deleted after it; a test that needs a pristine one makes its own."""
+    created = daytona.create()
+    yield created
+    daytona.delete(created)
+
+
+@pytest.fixture(scope="module")
+async def async_sandbox(async_daytona: AsyncDaytona, sandbox: Sandbox) -> AsyncIterator[AsyncSandbox]:
+    """The module's `sandbox`, seen through the async client."""
+    yield await async_daytona.get(sandbox.id)
 
 
 def plugin_settings(server: LocalServer, **overrides: object) -> DaytonaSettings:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from daytona import (
-    AsyncDaytona,
     AsyncSandbox,
     CreateSandboxFromSnapshotParams,
     Daytona,
@@ -21,18 +20,6 @@ from daytona import (
 )
 
 HOME = "/home/daytona"
-
-
-@pytest.fixture(scope="module")
-def sandbox(daytona: Daytona) -> Iterator[Sandbox]:
-    created = daytona.create()
-    yield created
-    daytona.delete(created)
-
-
-@pytest.fixture(scope="module")
-async def async_sandbox(async_daytona: AsyncDaytona, sandbox: Sandbox) -> AsyncIterator[AsyncSandbox]:
-    yield await async_daytona.get(sandbox.id)
 
 
 @pytest.fixture
