@@ -68,6 +68,7 @@ from deepagents_daytona.file_results import (
     resolve_path,
     upload_error,
 )
+from deepagents_daytona.in_place_edit import edited_occurrences, in_place_command
 from deepagents_daytona.retry import RetryPolicy, acall_with_retry, call_with_retry
 
 logger = logging.getLogger(__name__)
@@ -311,8 +312,29 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         try:
             infos = self._call(lambda: fs.list_files(dir_path, request_timeout=self._settings.request_timeout))
         except DaytonaError as exc:
-            return _ls_failure(path, exc)
+            failure = read_failure(exc)
+            return _ls_failure(path, failure, self._kind(dir_path) if failure.status == 400 else None)
         return LsResult(entries=ls_entries(dir_path, infos))
+
+    def _kind(self, path: str) -> str | None:
+        """ "file", "dir", or `None` when nothing is there. Asked only after a 400: the daemon answers
+        400 both for a path that runs through a file and for other refusals, which deepagents
+        reports differently ("not found" for the former)."""
+        fs = self._sync.fs
+        try:
+            info = self._call(lambda: fs.get_file_info(path, request_timeout=self._settings.request_timeout))
+        except DaytonaError:
+            return None
+        return "dir" if info.is_dir else "file"
+
+    async def _akind(self, path: str) -> str | None:
+        """Async twin of `_kind`."""
+        fs = self._async.fs
+        try:
+            info = await self._acall(lambda: fs.get_file_info(path, request_timeout=self._settings.request_timeout))
+        except DaytonaError:
+            return None
+        return "dir" if info.is_dir else "file"
 
     async def als(self, path: str) -> LsResult:
         """Async twin of `ls`."""
@@ -323,7 +345,8 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         try:
             infos = await self._acall(lambda: fs.list_files(dir_path, request_timeout=self._settings.request_timeout))
         except DaytonaError as exc:
-            return _ls_failure(path, exc)
+            failure = read_failure(exc)
+            return _ls_failure(path, failure, await self._akind(dir_path) if failure.status == 400 else None)
         return LsResult(entries=ls_entries(dir_path, infos))
 
     # -- read / write / edit ----------------------------------------------------------
@@ -370,10 +393,26 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
             return WriteResult(error=f"Error writing file '{file_path}': {exc}")
 
     def edit(self, file_path: str, old_string: str, new_string: str, replace_all: bool = False) -> EditResult:
-        """Replace `old_string` (exactly once unless `replace_all`): a download, then an upload."""
+        """Replace `old_string` (exactly once unless `replace_all`).
+
+        One request when the edit can be done in place (see `in_place_edit`), else a download
+        and an upload.
+        """
         path = self._path(file_path)
         if path is None:
             return EditResult(error=f"Error editing file '{file_path}': invalid path")
+        command = _in_place(old_string, new_string, path, replace_all)
+        if command is not None:
+            process = self._sync.process
+            try:
+                response = self._call(
+                    lambda: process.exec(command, timeout=_IN_PLACE_TIMEOUT), idempotent=True, missing_is_routine=False
+                )
+                occurrences = edited_occurrences(response.result, response.exit_code)
+            except (DaytonaError, OSError) as exc:
+                return _in_place_failure(file_path, exc)
+            if occurrences is not None:
+                return EditResult(path=file_path, occurrences=occurrences)
         planned = _plan_edit(file_path, self._download([path])[path], old_string, new_string, replace_all)
         if isinstance(planned, EditResult):
             return planned
@@ -385,6 +424,18 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         path = self._path(file_path)
         if path is None:
             return EditResult(error=f"Error editing file '{file_path}': invalid path")
+        command = _in_place(old_string, new_string, path, replace_all)
+        if command is not None:
+            process = self._async.process
+            try:
+                response = await self._acall(
+                    lambda: process.exec(command, timeout=_IN_PLACE_TIMEOUT), idempotent=True, missing_is_routine=False
+                )
+                occurrences = edited_occurrences(response.result, response.exit_code)
+            except (DaytonaError, OSError) as exc:
+                return _in_place_failure(file_path, exc)
+            if occurrences is not None:
+                return EditResult(path=file_path, occurrences=occurrences)
         planned = _plan_edit(file_path, (await self._adownload([path]))[path], old_string, new_string, replace_all)
         if isinstance(planned, EditResult):
             return planned
@@ -401,7 +452,8 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         try:
             self._remove(path)
         except DaytonaError as exc:
-            return _delete_failure(file_path, exc)
+            failure = read_failure(exc)
+            return _delete_failure(file_path, failure, failure.status == 400 and self._kind(path) is None)
         return DeleteResult(path=file_path)
 
     async def adelete(self, file_path: str) -> DeleteResult:
@@ -412,7 +464,8 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         try:
             await self._aremove(path)
         except DaytonaError as exc:
-            return _delete_failure(file_path, exc)
+            failure = read_failure(exc)
+            return _delete_failure(file_path, failure, failure.status == 400 and await self._akind(path) is None)
         return DeleteResult(path=file_path)
 
     def _remove(self, path: str) -> None:
@@ -864,9 +917,8 @@ def _execute_failure(exc: DaytonaError, seconds: int) -> ExecuteResponse:
     )
 
 
-def _ls_failure(path: str, exc: DaytonaError) -> LsResult:
-    failure = read_failure(exc)
-    if failure.status == 404:
+def _ls_failure(path: str, failure: Failure, kind: str | None) -> LsResult:
+    if failure.status == 404 or (failure.status == 400 and kind is None):
         return LsResult(error=f"Path '{path}': path_not_found")
     if failure.status == 400:
         return LsResult(error=f"Path '{path}': not_a_directory")
@@ -885,6 +937,25 @@ def _write_outcome(file_path: str, error: str | None) -> WriteResult:
     if error is not None:
         return WriteResult(error=f"Error writing file '{file_path}': {error}")
     return WriteResult(path=file_path)
+
+
+_IN_PLACE_TIMEOUT = 60
+
+
+def _in_place(old_string: str, new_string: str, path: str, replace_all: bool) -> str | None:
+    """The in-place edit command, with the strings' line endings folded as `edited_content` does."""
+    old = old_string.replace("\r\n", "\n").replace("\r", "\n")
+    new = new_string.replace("\r\n", "\n").replace("\r", "\n")
+    return in_place_command(path, old, new, replace_all)
+
+
+def _in_place_failure(file_path: str, exc: Exception) -> EditResult:
+    """Retries ran out (or the write failed): the edit may or may not have happened, so say so."""
+    reason = read_failure(exc).message if isinstance(exc, DaytonaError) else str(exc)
+    return EditResult(
+        error=f"Error editing file '{file_path}': {reason}. The edit may or may not have been applied; "
+        "read the file to check before retrying."
+    )
 
 
 def _plan_edit(
@@ -909,9 +980,8 @@ def _edit_outcome(file_path: str, error: str | None, occurrences: int) -> EditRe
     return EditResult(path=file_path, occurrences=occurrences)
 
 
-def _delete_failure(file_path: str, exc: DaytonaError) -> DeleteResult:
-    failure = read_failure(exc)
-    if failure.status == 404:
+def _delete_failure(file_path: str, failure: Failure, missing: bool) -> DeleteResult:
+    if failure.status == 404 or missing:
         return DeleteResult(error=f"Error: '{file_path}' not found")
     return DeleteResult(error=f"Error deleting '{file_path}': {failure.message}")
 

@@ -1,0 +1,84 @@
+"""Editing a file in one round trip: the replacement runs inside the sandbox, in POSIX sh.
+
+An edit is otherwise a download and an upload (two round trips). The script below performs the
+common case itself and touches the file only when the result is certain to equal what
+`FilesystemBackend.edit` would write: a readable, writable regular file of at most `MAX_FILE`
+bytes of valid UTF-8 with no CR or NUL, in which `old_string` occurs exactly once (or at least
+once with `replace_all`). Everything else (a missing file, no match, an ambiguous match, CRLF
+endings, binary data) leaves the file alone and answers "fall back", and the caller takes the
+download-and-upload path, which produces deepagents' exact results and messages.
+
+It needs only sh, cat, wc and grep (three processes): no python3 in the image. The strings travel
+as single-quoted arguments; quoted expansions in the patterns make every character literal, and
+the loop replaces leftmost, non-overlapping matches, as `str.replace` does. The script runs in the
+C locale, so lengths count bytes: a NUL byte, which no shell variable can hold, shows up as a
+length that differs from the file's size.
+
+Each command carries a fresh token and leaves it in the sandbox's /tmp once the file is written,
+so sending the same command again (a retry after a lost reply) reports the first result instead
+of editing twice: the call is idempotent and safe to retry.
+"""
+
+from __future__ import annotations
+
+import shlex
+import uuid
+
+MAX_FILE = 128 * 1024
+"""Larger files go the download-and-upload way: the shell's string scans are O(n) per match."""
+
+MAX_ARGUMENT = 96 * 1024
+"""Linux refuses a single argument over 128 KiB (MAX_ARG_STRLEN); larger strings fall back."""
+
+EDITED = "EDITED "
+WRITE_FAILED = "EDIT_WRITE_FAILED"
+
+_SCRIPT = r"""
+export LC_ALL=C
+f=$1; all=$2; old=$3; new=$4; cr='\r'; done=/tmp/.deepagents-edit-$5
+if [ -f "$done" ]; then read -r count < "$done" && echo "EDITED $count" && exit 0; fi
+[ -f "$f" ] && [ -r "$f" ] && [ -w "$f" ] || exit 5
+content=$(cat "$f" && echo x) || exit 5; content=${content%x}
+size=$(wc -c < "$f") || exit 5
+[ "$size" -le MAX_FILE ] && [ "${#content}" -eq "$size" ] || exit 5
+case $content in *"$cr"*) exit 5 ;; esac
+LC_ALL=C.UTF-8 grep -qav -x '.*' "$f" && exit 5
+count=0; out=; rest=$content
+while :; do
+  case $rest in *"$old"*) ;; *) break ;; esac
+  out=$out${rest%%"$old"*}$new
+  rest=${rest#*"$old"}
+  count=$((count + 1))
+  [ "$all" = 1 ] || [ "$count" -lt 2 ] || exit 5
+done
+[ "$count" -ge 1 ] || exit 5
+printf %s "$out$rest" > "$f" || { echo EDIT_WRITE_FAILED; exit 6; }
+echo "$count" > "$done"
+echo "EDITED $count"
+""".replace("MAX_FILE", str(MAX_FILE)).replace("\\r", "\r")
+
+
+def in_place_command(path: str, old_string: str, new_string: str, replace_all: bool) -> str | None:
+    """The shell command that edits `path` in place, or `None` when this edit must fall back."""
+    if not old_string:
+        return None
+    strings = (old_string, new_string)
+    if any(len(s.encode()) > MAX_ARGUMENT or "\x00" in s for s in strings) or len(path.encode()) > 4096:
+        return None
+    arguments = [path, "1" if replace_all else "0", *strings, uuid.uuid4().hex]
+    return f"sh -c {shlex.quote(_SCRIPT)} sh " + " ".join(shlex.quote(a) for a in arguments)
+
+
+def edited_occurrences(output: str | None, exit_code: int | None) -> int | None:
+    """How many replacements the script made; `None` when it left the file alone (fall back).
+
+    Raises:
+        OSError: The script changed its mind too late: the write itself failed.
+    """
+    lines = (output or "").strip().splitlines()
+    last = lines[-1] if lines else ""
+    if exit_code == 0 and last.startswith(EDITED) and last[len(EDITED) :].isdigit():
+        return int(last[len(EDITED) :])
+    if last == WRITE_FAILED:
+        raise OSError("the file could not be written in place")
+    return None
