@@ -2,7 +2,8 @@
 
 One fixed trace of agent tool operations, in the proportions a coding agent produces them
 (reads and commands dominate), runs through both backends on the same daytona_local
-started with 20 ms of latency per request. HTTP requests are counted server-side. The
+started with 20 ms of latency per request, in its own process as a real Daytona would be.
+HTTP requests are counted server-side. The
 floor is one round trip per operation, measured on the same server.
 
     uv run python benchmarks/tool_latency.py [--latency-ms 20]
@@ -22,7 +23,7 @@ from daytona import Daytona, DaytonaConfig, Sandbox
 from deepagents.backends.protocol import SandboxBackendProtocol
 from langchain_daytona import DaytonaSandbox
 
-from daytona_local.testing import LocalServer
+from daytona_local.testing import LocalServerProcess
 from deepagents_daytona.config import DaytonaSettings
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
 
@@ -79,7 +80,7 @@ class Tally:
         return sum(sum(values) for values in self.requests.values())
 
 
-def _run(server: LocalServer, backend: SandboxBackendProtocol) -> Tally:
+def _run(server: LocalServerProcess, backend: SandboxBackendProtocol) -> Tally:
     tally = Tally()
     for name, op in _trace():
         before, started = server.request_count, time.perf_counter()
@@ -95,7 +96,7 @@ def _seed(sandbox: Sandbox) -> None:
     sandbox.process.exec("true", cwd=ROOT)
 
 
-def _floor(server: LocalServer, sandbox: Sandbox, samples: int = 30) -> float:
+def _floor(server: LocalServerProcess, sandbox: Sandbox, samples: int = 30) -> float:
     """Seconds of one toolbox round trip: the least any operation can cost."""
     times = []
     for _ in range(samples):
@@ -109,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=20.0)
     args = parser.parse_args()
-    with LocalServer(latency_ms=args.latency_ms) as server:
+    with LocalServerProcess(latency_ms=args.latency_ms) as server:
         client = Daytona(DaytonaConfig(api_key=server.api_key, api_url=server.api_url, target="local"))
         ours_box, theirs_box = client.create(), client.create()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -63,6 +64,7 @@ class LocalServerProcess:
         self.api_key = api_key
         self._flags = flags
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stats_reads = 0
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port: int = probe.getsockname()[1]
@@ -70,6 +72,16 @@ class LocalServerProcess:
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api"
+
+    @property
+    def request_count(self) -> int:
+        """Requests the server has answered, not counting these reads of the count."""
+        self._stats_reads += 1
+        request = urllib.request.Request(
+            f"{self.api_url}/_local/stats", headers={"Authorization": f"Bearer {self.api_key}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(json.loads(response.read())["requests"]) - self._stats_reads
 
     def start(self) -> LocalServerProcess:
         argv = [sys.executable, "-m", "deepagents_daytona.cli", "local", "--port", str(self.port)]
