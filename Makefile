@@ -1,16 +1,17 @@
-# Every target does its own set-up on a fresh machine: uv, the virtualenv, and bubblewrap.
+# Every target does its own set-up on a fresh machine: uv, the virtualenv, and the system packages.
 SHELL := /bin/bash
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
-export PATH := $(HOME)/.local/bin:$(PATH)
+# uv from PATH, else the one pip installs (always reachable as `python3 -m uv`).
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench clean system-deps
 
 setup: .venv/.synced system-deps
 
-$(UV):
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
-
-.venv/.synced: pyproject.toml uv.lock | $(UV)
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
 	@touch $@
 
@@ -36,7 +37,8 @@ demo: setup
 	$(UV) run --frozen deepagents-daytona demo
 
 bench: setup
-	$(UV) run --frozen python benchmarks/local_server.py
+	for script in local_server tool_latency concurrency webdav_stream; do \
+	  $(UV) run --frozen python benchmarks/$$script.py || exit 1; done
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache
