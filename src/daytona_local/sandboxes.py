@@ -213,8 +213,17 @@ class SandboxService:
         root = self.store.volume_root(volume_id)
         self._make_owned_dirs(root, root)
 
+    def _materialize(self, record: SandboxRecord) -> None:
+        """Its directories, then the record as started: one trip to a worker thread for both."""
+        self._prepare_dirs(record)
+        record.state = "started"
+        self.touch(record)
+        self._mark_volumes_used(record)
+        self.store.save_sandbox(record)
+
     async def _run(self, record: SandboxRecord) -> None:
-        await asyncio.to_thread(self._prepare_dirs, record)
+        """Make the sandbox started: on disk now, its container on the first command."""
+        await asyncio.to_thread(self._materialize, record)
         plan = self.plan(record)
         self._plans[record.id] = plan
         container = Container(
@@ -270,10 +279,6 @@ class SandboxService:
                 if isinstance(exc, ApiError):
                     raise
                 raise ApiError(400, f"Sandbox failed to start: {exc}") from exc
-            record.state = "started"
-            self.touch(record)
-            self._mark_volumes_used(record)
-            await asyncio.to_thread(self.store.save_sandbox, record)
         return record
 
     def _mountable_volume(self, id_or_name: str) -> VolumeRecord:
@@ -302,10 +307,6 @@ class SandboxService:
                 await self._run(record)
             except (ContainerGone, OSError) as exc:
                 raise ApiError(400, f"Sandbox failed to start: {exc}") from exc
-            record.state = "started"
-            self.touch(record)
-            self._mark_volumes_used(record)
-            await asyncio.to_thread(self.store.save_sandbox, record)
             return record
 
     async def stop(self, record: SandboxRecord) -> SandboxRecord:
