@@ -216,3 +216,22 @@ def test_network_is_loopback_only(attacker: Sandbox, local_server: LocalServer) 
     )
     lines = attacker.process.code_run(script).result.split()
     assert lines == ["open", "blocked", "blocked", "blocked"]
+
+
+def test_process_list_shows_no_host_paths(attacker: Sandbox, local_server: LocalServer) -> None:
+    listing = attacker.process.exec("cat /proc/1/cmdline /proc/2/cmdline | tr '\\0' ' '").result
+    assert str(local_server.settings.data_dir) not in listing
+    assert "--args" in listing  # bubblewrap's options were read from a file descriptor
+
+
+def test_killing_the_sandbox_init_only_restarts_its_processes(daytona: Daytona) -> None:
+    sandbox = daytona.create()
+    try:
+        sandbox.fs.upload_file(b"survives", "/home/daytona/kept.txt")
+        with pytest.raises(DaytonaError):
+            sandbox.process.exec("kill -9 2; sleep 5")
+        again = sandbox.process.exec("cat kept.txt; echo; echo $(ps -eo args | grep -c '[s]leep 5')")
+        assert again.exit_code == 0
+        assert again.result.split() == ["survives", "0"]
+    finally:
+        daytona.delete(sandbox)

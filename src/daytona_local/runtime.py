@@ -100,8 +100,9 @@ class Container:
             return False
         return self._proc is None or (self._proc.poll() is None and self._sock is not None)
 
-    def _argv(self, control_fd: int, init_fd: int) -> list[str]:
-        # The init's source comes in through an inherited memfd: nothing to mount, a short argv.
+    def _argv(self, control_fd: int, init_fd: int, options_fd: int) -> list[str]:
+        """bubblewrap reads its options from `options_fd` (see `_options`), so the sandbox's
+        /proc/1/cmdline shows no host paths; the init's source comes through a memfd too."""
         init = [sandbox_python(), "-I", "-S", f"/proc/self/fd/{init_fd}", str(control_fd)]
         init += [
             str(self._uid) if self._uid is not None else "-",
@@ -109,8 +110,11 @@ class Container:
         ]
         if self._isolation == "none":
             return init
+        return [bubblewrap_path() or "bwrap", "--args", str(options_fd), "--", *init]
+
+    def _options(self) -> bytes:
+        """bubblewrap's options, NUL-separated, as `--args` reads them."""
         args = [
-            bubblewrap_path() or "bwrap",
             "--die-with-parent",
             "--new-session",
             "--unshare-pid",
@@ -128,8 +132,8 @@ class Container:
         if not self._network:
             args.append("--unshare-net")
         args += self._plan.bwrap_args()
-        args += ["--chdir", self._cwd, "--"]
-        return args + init
+        args += ["--chdir", self._cwd]
+        return b"".join(arg.encode() + b"\0" for arg in args)
 
     def launch(self) -> None:
         """Start bubblewrap and the init without waiting for them: `booted` completes when the init
@@ -139,10 +143,14 @@ class Container:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         init_fd = os.memfd_create("sandbox_init")
         os.write(init_fd, INIT_SOURCE)
+        options_fd = os.memfd_create("bwrap_options")
+        if self._isolation != "none":
+            os.write(options_fd, self._options())
+            os.lseek(options_fd, 0, os.SEEK_SET)
         try:
             self._proc = subprocess.Popen(
-                self._argv(theirs.fileno(), init_fd),
-                pass_fds=(theirs.fileno(), init_fd),
+                self._argv(theirs.fileno(), init_fd, options_fd),
+                pass_fds=(theirs.fileno(), init_fd, options_fd),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -154,6 +162,7 @@ class Container:
         finally:
             theirs.close()
             os.close(init_fd)
+            os.close(options_fd)
         ours.setblocking(False)
         self._sock = ours
         self._ready = self._loop.create_future()

@@ -108,7 +108,12 @@ class SandboxService:
         if record is None:
             raise DaemonError(404, f"not found: sandbox {sandbox_id} not found")
         container = self._containers.get(sandbox_id)
-        if record.state != "started" or container is None or not container.running:
+        if record.state == "started" and container is not None and not container.running:
+            # Its processes died without a stop (its init was killed from inside, say): like a
+            # container restart policy, the next command boots a fresh one over the same files.
+            log.warning("sandbox %s lost its processes; they start again with the next command", sandbox_id)
+            container = self._container(record)
+        if record.state != "started" or container is None:
             if record.state == "archived":
                 raise DaemonError(
                     400,
@@ -224,6 +229,10 @@ class SandboxService:
     async def _run(self, record: SandboxRecord) -> None:
         """Make the sandbox started: on disk now, its container on the first command."""
         await asyncio.to_thread(self._materialize, record)
+        self._container(record)
+
+    def _container(self, record: SandboxRecord) -> Container:
+        """A new container for a started sandbox; it boots with the first command."""
         plan = self.plan(record)
         self._plans[record.id] = plan
         container = Container(
@@ -237,6 +246,7 @@ class SandboxService:
             on_boot_failure=lambda failure: self._boot_failed(record, failure),
         )
         self._containers[record.id] = container
+        return container
 
     def _boot_failed(self, record: SandboxRecord, failure: ContainerGone) -> None:
         """A container that failed to boot puts its sandbox in the error state."""
