@@ -8,7 +8,8 @@ once with `replace_all`). Everything else (a missing file, no match, an ambiguou
 endings, binary data) leaves the file alone and answers "fall back", and the caller takes the
 download-and-upload path, which produces deepagents' exact results and messages.
 
-It needs only sh, cat, wc and grep (three processes): no python3 in the image. The strings travel
+It needs only sh, cat, wc and grep (grep only for files with bytes beyond printable ASCII, to check
+them for valid UTF-8 without CR): no python3 in the image. The strings travel
 as single-quoted arguments; quoted expansions in the patterns make every character literal, and
 the loop replaces leftmost, non-overlapping matches, as `str.replace` does. The script runs in the
 C locale, so lengths count bytes: a NUL byte, which no shell variable can hold, shows up as a
@@ -33,16 +34,19 @@ MAX_ARGUMENT = 96 * 1024
 EDITED = "EDITED "
 WRITE_FAILED = "EDIT_WRITE_FAILED"
 
-_SCRIPT = r"""
+_SCRIPT = (
+    r"""
 export LC_ALL=C
-f=$1; all=$2; old=$3; new=$4; cr='\r'; done=/tmp/.deepagents-edit-$5
+f=$1; all=$2; old=$3; new=$4; done=/tmp/.deepagents-edit-$5; cr='\r'; tab='\t'; nl='
+'
 if [ -f "$done" ]; then read -r count < "$done" && echo "EDITED $count" && exit 0; fi
 [ -f "$f" ] && [ -r "$f" ] && [ -w "$f" ] || exit 5
 content=$(cat "$f" && echo x) || exit 5; content=${content%x}
 size=$(wc -c < "$f") || exit 5
 [ "$size" -le MAX_FILE ] && [ "${#content}" -eq "$size" ] || exit 5
-case $content in *"$cr"*) exit 5 ;; esac
-LC_ALL=C.UTF-8 grep -qav -x '.*' "$f" && exit 5
+case $content in *[!\ -~"$tab$nl"]*)
+  LC_ALL=C.UTF-8 grep -qav -x "[^$cr]*" "$f" && exit 5 ;;
+esac
 count=0; out=; rest=$content
 while :; do
   case $rest in *"$old"*) ;; *) break ;; esac
@@ -55,7 +59,10 @@ done
 printf %s "$out$rest" > "$f" || { echo EDIT_WRITE_FAILED; exit 6; }
 echo "$count" > "$done"
 echo "EDITED $count"
-""".replace("MAX_FILE", str(MAX_FILE)).replace("\\r", "\r")
+""".replace("MAX_FILE", str(MAX_FILE))
+    .replace("\\r", "\r")
+    .replace("\\t", "\t")
+)
 
 
 def in_place_command(path: str, old_string: str, new_string: str, replace_all: bool) -> str | None:
