@@ -7,11 +7,10 @@ middleware, tools and backend end to end without a language model.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import pytest
-from daytona import AsyncDaytona, Daytona, Sandbox
+from daytona import AsyncDaytona, Sandbox
 from deepagents import create_deep_agent
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
@@ -75,13 +74,6 @@ def _check(result: dict[str, Any], root: str) -> None:
     assert "print('world')" in text(6) and "ran-in-sandbox" in text(6)
     assert f"{root}/app.py" not in text(8)
     assert result["messages"][-1].content == "All done."
-
-
-@pytest.fixture(scope="module")
-def sandbox(daytona: Daytona) -> Iterator[Sandbox]:
-    created = daytona.create()
-    yield created
-    daytona.delete(created)
 
 
 def test_deep_agent_uses_every_tool_through_the_backend(sandbox: Sandbox) -> None:

@@ -7,7 +7,6 @@ import hashlib
 import io
 import tracemalloc
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from daytona import Daytona, Sandbox
@@ -18,13 +17,6 @@ from deepagents_daytona.errors import SandboxGoneError
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
 
 SETTINGS = DaytonaSettings.from_env(_env_file=None, execute_max_output_bytes=10_000)
-
-
-@pytest.fixture(scope="module")
-def sandbox(daytona: Daytona) -> Iterator[Sandbox]:
-    created = daytona.create()
-    yield created
-    daytona.delete(created)
 
 
 @pytest.fixture

@@ -17,12 +17,10 @@ from __future__ import annotations
 import re
 import tempfile
 import uuid
-from collections.abc import Iterator
 from dataclasses import asdict, is_dataclass
 from typing import Any
 
-import pytest
-from daytona import Daytona, Sandbox
+from daytona import Sandbox
 from deepagents.backends.filesystem import FilesystemBackend
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -58,13 +56,6 @@ _operations = st.one_of(
     st.tuples(st.just("upload"), st.lists(st.tuples(_any_path, st.binary(max_size=20)), min_size=1, max_size=3)),
     st.tuples(st.just("download"), st.lists(_any_path, min_size=1, max_size=3)),
 )
-
-
-@pytest.fixture(scope="module")
-def sandbox(daytona: Daytona) -> Iterator[Sandbox]:
-    created = daytona.create()
-    yield created
-    daytona.delete(created)
 
 
 def _apply(backend: Any, op: tuple[Any, ...], to_path: Any) -> Any:

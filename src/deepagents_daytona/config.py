@@ -19,6 +19,14 @@ _ENV_PREFIX = "DAYTONA_"
 _MIN_TOKEN_LENGTH = 16
 
 
+def long_enough_token(value: SecretStr | None) -> SecretStr | None:
+    """A bearer token must be hard to guess: refuse short ones (the message never shows the value)."""
+    if value is not None and len(value.get_secret_value()) < _MIN_TOKEN_LENGTH:
+        msg = f"must be at least {_MIN_TOKEN_LENGTH} characters; `openssl rand -hex 32` makes a good one"
+        raise ValueError(msg)
+    return value
+
+
 class SettingsError(ValueError):
     """A `DAYTONA_*` variable is missing or invalid; the message names each offending variable."""
 
@@ -122,10 +130,7 @@ class DaytonaSettings(BaseSettings):
     @field_validator("webdav_token")
     @classmethod
     def _webdav_token_is_long(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < _MIN_TOKEN_LENGTH:
-            msg = f"must be at least {_MIN_TOKEN_LENGTH} characters; `openssl rand -hex 32` makes a good one"
-            raise ValueError(msg)
-        return value
+        return long_enough_token(value)
 
     @field_validator("webdav_password")
     @classmethod

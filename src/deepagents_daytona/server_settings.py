@@ -12,10 +12,9 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from deepagents_daytona.config import SettingsError
+from deepagents_daytona.config import SettingsError, long_enough_token
 
 _ENV_PREFIX = "DAYTONA_SERVER_"
-_MIN_TOKEN_LENGTH = 16
 POSTGRES_SCHEMES = ("postgres://", "postgresql://")
 SQLITE_SCHEMES = ("sqlite:///",)
 
@@ -59,10 +58,7 @@ class ServerSettings(BaseSettings):
     @field_validator("token")
     @classmethod
     def _token_is_long(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value()) < _MIN_TOKEN_LENGTH:
-            msg = f"must be at least {_MIN_TOKEN_LENGTH} characters; `openssl rand -hex 32` makes a good one"
-            raise ValueError(msg)
-        return value
+        return long_enough_token(value)
 
     @field_validator("database_url")
     @classmethod
