@@ -228,6 +228,8 @@ class SandboxService:
 
     async def _run(self, record: SandboxRecord) -> None:
         """Make the sandbox started: on disk now, its container on the first command."""
+        if self.settings.start_delay_ms:
+            await asyncio.sleep(self.settings.start_delay_ms / 1000)
         await asyncio.to_thread(self._materialize, record)
         self._container(record)
 

@@ -31,6 +31,8 @@ class ServerSettings(BaseSettings):
     network: bool = False  # sandboxes get loopback only unless this is set
     sandbox_uid: int = Field(default=1000, ge=1)  # the uid sandbox processes run as when the server is root
     latency_ms: float = Field(default=0.0, ge=0, le=60_000)
+    # time a create or start takes before it answers, as a real runner's container start does
+    start_delay_ms: float = Field(default=0.0, ge=0, le=600_000)
     fault_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     fault_seed: int = 0
     fault_kinds: tuple[FaultKind, ...] = Field(default=DEFAULT_FAULTS, min_length=1)

@@ -30,6 +30,7 @@ def _local(args: argparse.Namespace) -> int:
         "port": args.port,
         "isolation": args.isolation,
         "latency_ms": args.latency_ms,
+        "start_delay_ms": args.start_delay_ms,
         "fault_rate": args.fault_rate,
         "fault_seed": args.fault_seed,
         "network": args.network,
@@ -144,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap")
     local.add_argument("--network", action="store_true", help="give sandboxes the host's network")
     local.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every request")
+    local.add_argument(
+        "--start-delay-ms", type=float, default=0.0, help="time a create or start takes, like a real container start"
+    )
     local.add_argument("--fault-rate", type=float, default=0.0, help="fraction of requests that fail")
     local.add_argument("--fault-seed", type=int, default=0)
     local.set_defaults(run=_local)
