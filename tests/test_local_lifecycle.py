@@ -304,6 +304,19 @@ def test_latency_knob_delays_every_request_at_least_that_long() -> None:
                 assert time.perf_counter() - started >= 0.05
 
 
+def test_start_delay_knob_makes_creates_and_starts_take_at_least_that_long() -> None:
+    with LocalServer(start_delay_ms=150) as server:
+        client = Daytona(DaytonaConfig(api_key=server.api_key, api_url=server.api_url))
+        started = time.perf_counter()
+        sandbox = client.create()
+        assert time.perf_counter() - started >= 0.15
+        sandbox.stop()
+        started = time.perf_counter()
+        sandbox.start()
+        assert time.perf_counter() - started >= 0.15
+        assert sandbox.process.exec("echo up").result.strip() == "up"
+
+
 def test_request_count_counts_requests() -> None:
     with LocalServer() as server:
         headers = {"Authorization": f"Bearer {server.api_key}"}
