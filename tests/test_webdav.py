@@ -689,3 +689,34 @@ def test_a_body_shorter_than_its_content_length_fails_the_upload() -> None:
     with pytest.raises(UploadAborted):
         writer.close()
     assert outcome
+
+
+def test_a_threads_agent_reads_an_uploaded_file_with_its_tools_and_its_output_is_served(
+    dav: httpx.Client, files_manager: SandboxManager
+) -> None:
+    from langchain_core.messages import ToolMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from deepagents_daytona import ScriptedChatModel, tool_call
+    from deepagents_daytona.agent import create_sandbox_agent
+
+    thread_id = f"agent-{uuid.uuid4()}"
+    key = files_manager.thread_key(thread_id)
+    workspace = files_manager.settings.workspace_path
+    assert dav.request("MKCOL", "/threads/").status_code in (201, 405)  # 405: it exists already
+    assert dav.request("MKCOL", f"/threads/{key}/").status_code == 201  # the thread has no sandbox yet
+    assert dav.put(f"/threads/{key}/input.csv", content=b"region,total\nnorth,42\n").status_code == 201
+    script = [
+        tool_call("read_file", file_path=f"{workspace}/input.csv"),
+        tool_call("write_file", file_path=f"{workspace}/summary.md", content="north: 42\n"),
+        "done",
+    ]
+    agent = create_sandbox_agent(ScriptedChatModel(script), checkpointer=InMemorySaver(), manager=files_manager)
+    result = agent.invoke(
+        {"messages": [{"role": "user", "content": "summarise"}]}, {"configurable": {"thread_id": thread_id}}
+    )
+    outputs = [str(m.content) for m in result["messages"] if isinstance(m, ToolMessage)]
+    assert "north,42" in outputs[0]
+    served = dav.get(f"/threads/{key}/summary.md")
+    assert served.status_code == 200 and served.text == "north: 42\n"
+    files_manager.destroy_thread_backend(thread_id)
