@@ -4,10 +4,13 @@ its own processes (exec) and through the toolbox file API, which runs on the hos
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from daytona import (
@@ -179,6 +182,67 @@ def test_volume_subpath_mount_cannot_reach_the_rest_of_the_volume(daytona: Dayto
         daytona.delete(owner)
         daytona.delete(confined)
         daytona.volume.delete(volume)
+
+
+# ---- races: a directory swapped for a link between the server's check and its use ----------------
+FLIPS = 2000  # swaps made by the sandbox; the client keeps calling until they are done
+MAX_ROUNDS = 1000
+
+# Inside the sandbox: atomically exchange the directory `d` and the link `l` FLIPS times.
+FLIPPER = """
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+os.chdir(sys.argv[1])
+for _ in range({flips}):
+    if libc.renameat2(-100, b"d", -100, b"l", 2) != 0:  # RENAME_EXCHANGE
+        raise OSError(ctypes.get_errno(), "renameat2")
+    time.sleep(0.001)
+"""
+
+
+def snapshot(directory: Path) -> dict[str, tuple[bytes | None, int]]:
+    return {p.name: (p.read_bytes() if p.is_file() else None, p.lstat().st_mode) for p in directory.iterdir()}
+
+
+def test_fs_api_never_follows_a_directory_swapped_for_a_link(attacker: Sandbox, local_server: LocalServer) -> None:
+    """The sandbox flips `d` between a real directory and a link to a host directory while the
+    client keeps reading, writing, listing, moving, chmodding and deleting under `d`: whatever the
+    interleaving, nothing outside the sandbox is read, changed, created or deleted."""
+    outside = local_server.settings.data_dir / f"canary-{uuid.uuid4().hex[:8]}"
+    outside.mkdir()
+    (outside / "f").write_bytes(b"CANARY")
+    (outside / "only-outside").write_bytes(b"CANARY")
+    before = snapshot(outside)
+    folder = f"{HOME}/race-{uuid.uuid4().hex[:6]}"
+    attacker.process.exec(f"mkdir -p {folder}/d && printf inside > {folder}/d/f && ln -s {outside} {folder}/l")
+    attacker.fs.upload_file(FLIPPER.format(flips=FLIPS).encode(), f"{folder}/flip.py")
+    flipper = threading.Thread(target=attacker.process.exec, args=(f"python3 {folder}/flip.py {folder}",))
+    flipper.start()
+    read: list[bytes] = []
+    listed: set[str] = set()
+    d = f"{folder}/d"
+    calls = (
+        lambda: attacker.fs.upload_file(b"written", f"{d}/f"),
+        lambda: read.append(attacker.fs.download_file(f"{d}/f")),
+        lambda: listed.update(entry.name for entry in attacker.fs.list_files(d)),
+        lambda: attacker.fs.find_files(d, "CANARY") and read.append(b"CANARY"),
+        lambda: attacker.fs.set_file_permissions(f"{d}/f", mode="600"),
+        lambda: attacker.fs.move_files(f"{d}/f", f"{d}/g"),
+        lambda: attacker.fs.create_folder(f"{d}/new", "755"),
+        lambda: attacker.fs.delete_file(f"{d}/g"),
+        lambda: attacker.fs.delete_file(f"{d}/new", recursive=True),
+    )
+    rounds = 0
+    while flipper.is_alive() and rounds < MAX_ROUNDS:
+        rounds += 1
+        for call in calls:
+            with contextlib.suppress(DaytonaError):  # a path missing at this instant is a fine answer
+                call()
+    flipper.join()
+    assert snapshot(outside) == before
+    assert b"CANARY" not in read
+    assert "only-outside" not in listed
+    assert rounds > 1  # the calls did overlap the flips
 
 
 # ---- identity, processes and network --------------------------------------------------------------

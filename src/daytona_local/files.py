@@ -8,6 +8,7 @@ disk I/O: the routes run them in worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fnmatch
 import os
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+from .beneath import open_parent
 from .errors import DaemonError
 from .mounts import MountPlan, Resolved, normalize
 
@@ -98,14 +100,14 @@ def os_error(exc: OSError, path: str) -> DaemonError:
     return DaemonError(400, f"bad request: {exc.strerror or exc}: {path}")
 
 
-def open_regular(host_path: str) -> tuple[BinaryIO | None, os.stat_result]:
+def open_regular(dir_fd: int, name: str) -> tuple[BinaryIO | None, os.stat_result]:
     """Open a host file for reading, or give None with its stat when it is not a regular file.
 
     The final component is never followed and a FIFO never blocks: between resolving a path in the
     sandbox's view and opening it here, the sandbox may have swapped the file for a link to a host
     path or for a pipe nobody writes to.
     """
-    fd = os.open(host_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -114,10 +116,10 @@ def open_regular(host_path: str) -> tuple[BinaryIO | None, os.stat_result]:
     return os.fdopen(fd, "rb"), st
 
 
-def open_regular_for_write(host_path: str, flags: int) -> int:
+def open_regular_for_write(dir_fd: int, name: str, flags: int, mode: int = 0o644) -> int:
     """A write descriptor to a regular host file (`flags` may add O_CREAT, O_TRUNC), for the same
     reasons as `open_regular`: an upload onto a FIFO must fail, not hang a worker thread."""
-    fd = os.open(host_path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | flags, 0o644)
+    fd = os.open(name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | flags, mode, dir_fd=dir_fd)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file")
@@ -125,14 +127,92 @@ def open_regular_for_write(host_path: str, flags: int) -> int:
     return fd
 
 
+def open_directory(dir_fd: int, name: str) -> int:
+    """A readable descriptor of a directory (for listing and copying), the name not followed."""
+    return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def exists_at(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def remove_at(dir_fd: int, name: str) -> None:
+    """rm -r of one name (a link is removed, never followed)."""
+    if stat.S_ISDIR(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+def copy_across(src_fd: int, src_name: str, dst_fd: int, dst_name: str) -> None:
+    """Copy a file, link or directory tree between directory descriptors (a move across devices),
+    keeping modes and owners; nothing on the way is followed, so a swapped-in link is copied as
+    a link, never what it points to."""
+    st = os.stat(src_name, dir_fd=src_fd, follow_symlinks=False)
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src_name, dir_fd=src_fd), dst_name, dir_fd=dst_fd)
+        os.chown(dst_name, st.st_uid, st.st_gid, dir_fd=dst_fd, follow_symlinks=False)
+    elif stat.S_ISDIR(st.st_mode):
+        os.mkdir(dst_name, 0o700, dir_fd=dst_fd)
+        source, target = open_directory(src_fd, src_name), open_directory(dst_fd, dst_name)
+        try:
+            for name in os.listdir(source):
+                copy_across(source, name, target, name)
+            os.fchmod(target, stat.S_IMODE(st.st_mode))
+            os.fchown(target, st.st_uid, st.st_gid)
+        finally:
+            os.close(source)
+            os.close(target)
+    else:
+        handle, _st = open_regular(src_fd, src_name)
+        if handle is None:
+            raise OSError(errno.EINVAL, "not a regular file", src_name)
+        with handle, os.fdopen(open_regular_for_write(dst_fd, dst_name, os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
+            shutil.copyfileobj(handle, out)
+            os.fchmod(out.fileno(), stat.S_IMODE(st.st_mode))
+            os.fchown(out.fileno(), st.st_uid, st.st_gid)
+
+
 @dataclass
 class Target:
-    """A resolved request path: what the client asked for, where it lives in the sandbox and host."""
+    """A resolved request path: what the client asked for, where it lives in the sandbox and host
+    (as a host path, and as its mount's host root with the path beneath it)."""
 
     requested: str
     sandbox_path: str
     host_path: str | None
     writable: bool
+    root: str | None = None
+    relative: str = ""
+
+
+Located = Target | Resolved
+
+
+@contextlib.contextmanager
+def parent_of(where: Located) -> Iterator[tuple[int, str]]:
+    """(parent directory descriptor, final name) of a resolved path, opened beneath its mount root:
+    the sandbox can no longer redirect a call by swapping a directory on the way for a link."""
+    if where.root is None:
+        raise OSError(errno.EISDIR, "is a directory")
+    fd, name = open_parent(where.root, where.relative)
+    try:
+        yield fd, name
+    finally:
+        os.close(fd)
+
+
+def stat_nofollow(where: Located) -> os.stat_result | None:
+    """The stat of a resolved path (None for a directory of the synthetic root), not following it:
+    resolution already followed every link the sandbox had, so one appearing now is not followed."""
+    if where.root is None:
+        return None
+    with parent_of(where) as (fd, name):
+        return os.stat(name, dir_fd=fd, follow_symlinks=False)
 
 
 class SandboxFiles:
@@ -155,7 +235,9 @@ class SandboxFiles:
             resolved: Resolved = self.plan.resolve(normalize(path, self.work_dir), follow_final=follow)
         except OSError as exc:
             raise os_error(exc, path) from exc
-        return Target(path, resolved.sandbox_path, resolved.host_path, resolved.writable)
+        return Target(
+            path, resolved.sandbox_path, resolved.host_path, resolved.writable, resolved.root, resolved.relative
+        )
 
     def _writable(self, target: Target) -> str:
         if target.host_path is None or not target.writable or self._is_mount_point(target.sandbox_path):
@@ -165,9 +247,17 @@ class SandboxFiles:
     def _is_mount_point(self, sandbox_path: str) -> bool:
         return any(m.sandbox_path == sandbox_path for m in self.plan.mounts)
 
-    def _chown(self, host_path: str) -> None:
+    def _chown(self, dir_fd: int, name: str) -> None:
         if self.owner is not None:
-            os.chown(host_path, *self.owner, follow_symlinks=False)
+            os.chown(name, *self.owner, dir_fd=dir_fd, follow_symlinks=False)
+
+    @staticmethod
+    def _exists(where: Located) -> bool:
+        try:
+            stat_nofollow(where)
+        except OSError:
+            return False
+        return True
 
     def _make_parents(self, target: Target) -> None:
         """mkdir -p for the parent of `target`, each new directory owned by the sandbox user."""
@@ -175,34 +265,36 @@ class SandboxFiles:
         missing: list[str] = []
         while True:
             resolved = self.target(parent)
-            if resolved.host_path is None or os.path.exists(resolved.host_path):
+            if resolved.host_path is None or self._exists(resolved):
                 break
             missing.append(parent)
             parent = os.path.dirname(parent)
         for directory in reversed(missing):
-            host = self._writable(self.target(directory))
-            os.mkdir(host, 0o755)
-            self._chown(host)
+            where = self.target(directory)
+            self._writable(where)
+            with parent_of(where) as (fd, name):
+                os.mkdir(name, 0o755, dir_fd=fd)
+                self._chown(fd, name)
 
     # ---- reading ------------------------------------------------------------------------------
-    def _stat(self, target: Target) -> os.stat_result | None:
-        if target.host_path is None:
-            return None
-        return os.stat(target.host_path)
-
     def info(self, path: str) -> dict[str, object]:
         target = self.target(path)
         try:
-            st = self._stat(target)
+            st = stat_nofollow(target)
         except OSError as exc:
             raise os_error(exc, path) from exc
         return file_info(os.path.basename(target.sandbox_path) or "/", target.sandbox_path, st)
 
-    def _children(self, directory: str, host: str | None) -> list[tuple[str, str, str | None]]:
-        """(name, sandbox path, host path) of a directory's entries, mount points included."""
+    def _children(self, directory: str, where: Located) -> list[tuple[str, str, Resolved]]:
+        """(name, sandbox path, resolved child) of a directory's entries, mount points included."""
         names = set(self.plan.virtual_children(directory))
-        if host is not None:
-            names.update(os.listdir(host))
+        if where.root is not None:
+            with parent_of(where) as (parent, name):
+                fd = open_directory(parent, name)
+            try:
+                names.update(os.listdir(fd))
+            finally:
+                os.close(fd)
         base = directory.rstrip("/")
         result = []
         for name in sorted(names):
@@ -211,32 +303,32 @@ class SandboxFiles:
                 mapped = self.plan.host_path(child)
             except FileNotFoundError:
                 continue
-            result.append((name, child, mapped.host_path))
+            result.append((name, child, mapped))
         return result
 
     def list(self, path: str | None, depth: int | None = None) -> list[dict[str, object]]:
         target = self.target(path or ".")
         try:
-            st = self._stat(target)
+            st = stat_nofollow(target)
             if st is not None and not stat.S_ISDIR(st.st_mode):
                 raise DaemonError(400, f"bad request: not a directory: {path}")
-            return self._list(target.sandbox_path, target.host_path, max(depth or 1, 1))
+            return self._list(target.sandbox_path, target, max(depth or 1, 1))
         except OSError as exc:
             raise os_error(exc, path or ".") from exc
 
-    def _list(self, directory: str, host: str | None, depth: int) -> list[dict[str, object]]:
+    def _list(self, directory: str, where: Located, depth: int) -> list[dict[str, object]]:
         entries: list[dict[str, object]] = []
-        for name, child, child_host in self._children(directory, host):
+        for name, child, mapped in self._children(directory, where):
             try:
-                resolved = self.plan.resolve(child) if child_host and os.path.islink(child_host) else None
-                real_host = resolved.host_path if resolved else child_host
-                st = os.stat(real_host) if real_host is not None else None
+                own = stat_nofollow(mapped)
+                is_link = own is not None and stat.S_ISLNK(own.st_mode)
+                st = stat_nofollow(self.plan.resolve(child)) if is_link else own
             except OSError:
                 continue  # broken links are left out, as the daemon does
             entries.append(file_info(name, child, st))
             is_dir = st is None or stat.S_ISDIR(st.st_mode)
-            if depth > 1 and is_dir and (child_host is None or not os.path.islink(child_host)):
-                entries.extend(self._list(child, child_host, depth - 1))
+            if depth > 1 and is_dir and not is_link:
+                entries.extend(self._list(child, mapped, depth - 1))
         return entries
 
     def open_read(self, path: str) -> tuple[BinaryIO, int]:
@@ -245,7 +337,8 @@ class SandboxFiles:
         if target.host_path is None:
             raise os_error(OSError(errno.EISDIR, "is a directory"), path)
         try:
-            handle, st = open_regular(target.host_path)
+            with parent_of(target) as (fd, name):
+                handle, st = open_regular(fd, name)
         except OSError as exc:
             raise os_error(exc, path) from exc
         if handle is None:
@@ -259,12 +352,15 @@ class SandboxFiles:
         """Create or truncate a file for upload (parents made, an existing file keeps its mode)."""
         target = self.target(path)
         try:
-            host = self._writable(target)
+            self._writable(target)
             self._make_parents(target)
-            existed = os.path.lexists(host)
-            fd = open_regular_for_write(host, os.O_CREAT | os.O_TRUNC)
-            if not existed and self.owner is not None:
-                os.fchown(fd, *self.owner)
+            with parent_of(target) as (parent, name):
+                try:
+                    fd = open_regular_for_write(parent, name, os.O_CREAT | os.O_EXCL)
+                    if self.owner is not None:
+                        os.fchown(fd, *self.owner)
+                except FileExistsError:
+                    fd = open_regular_for_write(parent, name, os.O_TRUNC)
         except OSError as exc:
             raise os_error(exc, path) from exc
         return os.fdopen(fd, "wb")
@@ -272,14 +368,15 @@ class SandboxFiles:
     def delete(self, path: str, recursive: bool) -> None:
         target = self.target(path, follow=False)
         try:
-            host = self._writable(target)
-            st = os.lstat(host)
-            if stat.S_ISDIR(st.st_mode):
-                if not recursive:
-                    raise DaemonError(400, f"bad request: cannot delete directory without recursive flag: {path}")
-                shutil.rmtree(host)
-            else:
-                os.unlink(host)
+            self._writable(target)
+            with parent_of(target) as (fd, name):
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    if not recursive:
+                        raise DaemonError(400, f"bad request: cannot delete directory without recursive flag: {path}")
+                    shutil.rmtree(name, dir_fd=fd)
+                else:
+                    os.unlink(name, dir_fd=fd)
         except OSError as exc:
             raise os_error(exc, path) from exc
 
@@ -292,41 +389,55 @@ class SandboxFiles:
             raise DaemonError(400, f"bad request: invalid mode: {mode}")
         target = self.target(path)
         try:
-            if target.host_path is not None and os.path.isdir(target.host_path):
+            if target.host_path is not None and self._is_dir(target):
                 return
-            host = self._writable(target)
+            self._writable(target)
             self._make_parents(target)
-            os.mkdir(host, bits)
-            self._chown(host)
+            with parent_of(target) as (fd, name):
+                os.mkdir(name, bits, dir_fd=fd)
+                self._chown(fd, name)
         except OSError as exc:
             raise os_error(exc, path) from exc
+
+    @staticmethod
+    def _is_dir(where: Located) -> bool:
+        try:
+            st = stat_nofollow(where)
+        except OSError:
+            return False
+        return st is None or stat.S_ISDIR(st.st_mode)
 
     def move(self, source: str, destination: str) -> None:
         src = self.target(source, follow=False)
         dst = self.target(destination, follow=False)
         try:
-            src_host = self._writable(src)
-            dst_host = self._writable(dst)
-            os.lstat(src_host)
-            if os.path.lexists(dst_host):
-                raise DaemonError(409, f"conflict: destination already exists: {destination}")
-            if not os.path.isdir(os.path.dirname(dst_host)):
-                raise DaemonError(404, f"not found: destination directory does not exist: {destination}")
-            if dst.sandbox_path.startswith(src.sandbox_path.rstrip("/") + "/"):
-                raise DaemonError(400, f"bad request: cannot move a directory into itself: {destination}")
-            try:
-                os.rename(src_host, dst_host)
-            except OSError as exc:
-                if exc.errno != errno.EXDEV:
-                    raise
-                shutil.move(src_host, dst_host)
+            self._writable(src)
+            self._writable(dst)
+            with contextlib.ExitStack() as stack:
+                src_fd, src_name = stack.enter_context(parent_of(src))
+                os.stat(src_name, dir_fd=src_fd, follow_symlinks=False)
+                try:
+                    dst_fd, dst_name = stack.enter_context(parent_of(dst))
+                except (FileNotFoundError, NotADirectoryError):
+                    raise DaemonError(404, f"not found: destination directory does not exist: {destination}") from None
+                if exists_at(dst_fd, dst_name):
+                    raise DaemonError(409, f"conflict: destination already exists: {destination}")
+                if dst.sandbox_path.startswith(src.sandbox_path.rstrip("/") + "/"):
+                    raise DaemonError(400, f"bad request: cannot move a directory into itself: {destination}")
+                try:
+                    os.rename(src_name, dst_name, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    copy_across(src_fd, src_name, dst_fd, dst_name)
+                    remove_at(src_fd, src_name)
         except OSError as exc:
             raise os_error(exc, source) from exc
 
     def set_permissions(self, path: str, mode: str | None, owner: str | None, group: str | None) -> None:
         target = self.target(path)
         try:
-            host = self._writable(target)
+            self._writable(target)
             if mode:
                 try:
                     bits = int(mode, 8)
@@ -335,39 +446,51 @@ class SandboxFiles:
                 if not 0 <= bits <= 0o7777:
                     raise DaemonError(400, f"bad request: invalid mode: {mode}")
                 # set-id bits are dropped: the sandbox user must never gain another identity.
-                os.chmod(host, bits & 0o1777)
+                self._chmod(target, bits & 0o1777)
             for who in (owner, group):
                 if who and who not in self._own_identities():
                     raise DaemonError(400, f"bad request: chown {path}: operation not permitted")
-            if not os.path.exists(host):
-                raise os_error(OSError(errno.ENOENT, "missing"), path)
+            stat_nofollow(target)
         except OSError as exc:
             raise os_error(exc, path) from exc
+
+    @staticmethod
+    def _chmod(target: Target, bits: int) -> None:
+        """chmod that never follows a link: Linux has no lchmod, so the file is pinned by an O_PATH
+        descriptor and changed through it (any file type, no open side effects)."""
+        with parent_of(target) as (parent, name):
+            fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            if stat.S_ISLNK(os.fstat(fd).st_mode):
+                raise OSError(errno.ELOOP, "is a symbolic link")
+            os.chmod(f"/proc/self/fd/{fd}", bits)
+        finally:
+            os.close(fd)
 
     def _own_identities(self) -> set[str]:
         uid = self.owner[0] if self.owner else os.getuid()
         return {str(uid), "daytona"}
 
     # ---- searching ----------------------------------------------------------------------------
-    def walk(self, target: Target) -> Iterator[tuple[str, str | None, bool]]:
-        """Depth-first, lexical order, symlinks not followed: (sandbox path, host path, is_dir)."""
-        stack = [(target.sandbox_path, target.host_path)]
+    def walk(self, target: Target) -> Iterator[tuple[str, Located, bool]]:
+        """Depth-first, lexical order, symlinks not followed: (sandbox path, where, is_dir)."""
+        stack: list[tuple[str, Located]] = [(target.sandbox_path, target)]
         while stack:
-            directory, host = stack.pop()
+            directory, where = stack.pop()
             try:
-                children = self._children(directory, host)
+                children = self._children(directory, where)
             except OSError:
                 continue
-            subdirs = []
-            for _name, child, child_host in children:
+            subdirs: list[tuple[str, Located]] = []
+            for _name, child, mapped in children:
                 try:
-                    st = os.lstat(child_host) if child_host is not None else None
+                    st = stat_nofollow(mapped)
                 except OSError:
                     continue
                 is_dir = st is None or stat.S_ISDIR(st.st_mode)
-                yield child, child_host, is_dir
+                yield child, mapped, is_dir
                 if is_dir:
-                    subdirs.append((child, child_host))
+                    subdirs.append((child, mapped))
             stack.extend(reversed(subdirs))
 
     @staticmethod
@@ -383,21 +506,23 @@ class SandboxFiles:
         if not path or not pattern:
             raise DaemonError(400, "bad request: path and pattern are required")
         target = self.target(path)
-        if target.host_path is None:
-            files: Iterator[tuple[str, str | None, bool]] = self.walk(target)
-        elif not os.path.exists(target.host_path):
+        try:
+            st = stat_nofollow(target)
+        except OSError:
             return []
-        elif os.path.isdir(target.host_path):
+        files: Iterator[tuple[str, Located, bool]]
+        if st is None or stat.S_ISDIR(st.st_mode):
             files = self.walk(target)
         else:
-            files = iter([(target.sandbox_path, target.host_path, False)])
+            files = iter([(target.sandbox_path, target, False)])
         needle = pattern.encode()
         matches: list[dict[str, object]] = []
-        for sandbox_path, host, is_dir in files:
-            if is_dir or host is None:
+        for sandbox_path, where, is_dir in files:
+            if is_dir or where.root is None:
                 continue
             try:
-                handle, _st = open_regular(host)
+                with parent_of(where) as (fd, name):
+                    handle, _st = open_regular(fd, name)
                 if handle is None:
                     continue
                 with handle:
@@ -423,7 +548,9 @@ class SandboxFiles:
         if not path or not pattern:
             raise DaemonError(400, "bad request: path and pattern are required")
         target = self.target(path)
-        if target.host_path is not None and not os.path.exists(target.host_path):
+        try:
+            st = stat_nofollow(target)
+        except OSError:
             return []
         if "/" in pattern:
             return []
@@ -431,8 +558,8 @@ class SandboxFiles:
         root_name = os.path.basename(target.sandbox_path)
         if fnmatch.fnmatchcase(root_name, pattern):
             found.append(self._display(path, target.sandbox_path, target.sandbox_path))
-        if target.host_path is None or os.path.isdir(target.host_path):
-            for sandbox_path, _host, _is_dir in self.walk(target):
+        if st is None or stat.S_ISDIR(st.st_mode):
+            for sandbox_path, _where, _is_dir in self.walk(target):
                 if fnmatch.fnmatchcase(os.path.basename(sandbox_path), pattern):
                     found.append(self._display(path, target.sandbox_path, sandbox_path))
         return found
@@ -443,14 +570,15 @@ class SandboxFiles:
         for path in files:
             try:
                 target = self.target(path)
-                host = self._writable(target)
-                handle, _st = open_regular(host)
-                if handle is None:
-                    raise OSError(errno.EINVAL, "not a regular file")
-                with handle:
-                    content = handle.read()
-                with os.fdopen(open_regular_for_write(host, os.O_TRUNC), "wb") as out:
-                    out.write(content.replace(old, new))
+                self._writable(target)
+                with parent_of(target) as (fd, name):
+                    handle, _st = open_regular(fd, name)
+                    if handle is None:
+                        raise OSError(errno.EINVAL, "not a regular file")
+                    with handle:
+                        content = handle.read()
+                    with os.fdopen(open_regular_for_write(fd, name, os.O_TRUNC), "wb") as out:
+                        out.write(content.replace(old, new))
                 results.append({"file": path, "success": True})
             except (OSError, DaemonError) as exc:
                 error = exc.message if isinstance(exc, DaemonError) else f"{exc.strerror}: {path}"

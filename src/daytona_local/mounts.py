@@ -58,11 +58,14 @@ class Mount:
 
 @dataclass(frozen=True)
 class Resolved:
-    """A sandbox path after symlink resolution: the host path behind it, or None for a virtual dir."""
+    """A sandbox path after symlink resolution: the host path behind it, or None for a virtual dir;
+    also as the mount's host root and the path below it, to act on it beneath that root."""
 
     sandbox_path: str
     host_path: str | None
     writable: bool
+    root: str | None = None
+    relative: str = ""
 
 
 @dataclass
@@ -142,7 +145,7 @@ class MountPlan:
             raise FileNotFoundError(errno.ENOENT, "no such file or directory", sandbox_path)
         rest = sandbox_path[len(mount.sandbox_path) :].lstrip("/")
         host = os.path.join(mount.host_path, rest) if rest else mount.host_path
-        return Resolved(sandbox_path, host, mount.writable)
+        return Resolved(sandbox_path, host, mount.writable, mount.host_path, rest)
 
     def resolve(self, sandbox_path: str, follow_final: bool = True) -> Resolved:
         """Resolve an absolute sandbox path through the sandbox's own symlinks."""

@@ -1,0 +1,129 @@
+"""Open a path beneath a directory without following any symbolic link on the way, race-free.
+
+The toolbox file API resolves a sandbox path in userspace (through the sandbox's own view), then
+acts on the host as root. A sandbox process can swap a directory on that path for a link to a host
+directory between the two steps; acting on the host path string would then follow the link out
+of the sandbox. So the action starts from a descriptor of the mount root instead, and the parent
+of the target is opened with `openat2(2)` refusing every symlink and every escape from that root
+(`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`); the final name is then acted
+on with the `dir_fd=` forms of the os functions, never following it either. On kernels without
+openat2 (before 5.6) each component is opened with `O_DIRECTORY | O_NOFOLLOW` relative to the
+previous one, which is just as race-free. A link met on the way is answered as a missing path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import os
+import platform
+import stat
+from collections.abc import Callable
+
+AT_FDCWD = -100
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+STRICT = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+SYS_OPENAT2 = {"x86_64": 437, "amd64": 437, "aarch64": 437, "arm64": 437}.get(platform.machine().lower())
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+@functools.cache
+def _syscall() -> Callable[..., int] | None:
+    if SYS_OPENAT2 is None:
+        return None
+    function = ctypes.CDLL(None, use_errno=True).syscall
+    function.restype = ctypes.c_long
+    return function
+
+
+def openat2(dir_fd: int, path: str, flags: int, mode: int = 0, resolve: int = STRICT) -> int:
+    """The openat2 system call; OSError(ENOSYS) where this platform or kernel lacks it."""
+    syscall = _syscall()
+    if syscall is None:
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS), path)
+    how = _OpenHow(flags, mode, resolve)
+    fd = syscall(
+        ctypes.c_long(SYS_OPENAT2),
+        ctypes.c_int(dir_fd),
+        ctypes.c_char_p(os.fsencode(path)),
+        ctypes.byref(how),
+        ctypes.c_size_t(ctypes.sizeof(how)),
+    )
+    if fd < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), path)
+    return int(fd)
+
+
+@functools.cache
+def has_openat2() -> bool:
+    """Whether openat2 works here (also false under a seccomp filter that refuses it)."""
+    try:
+        os.close(openat2(AT_FDCWD, "/", DIR_FLAGS, resolve=0))
+    except OSError:
+        return False
+    return True
+
+
+def _walk(root_fd: int, relative: str) -> int:
+    """The fallback: one `O_DIRECTORY | O_NOFOLLOW` open per component, each from the previous."""
+    fd = os.open(".", DIR_FLAGS, dir_fd=root_fd)
+    try:
+        for part in relative.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                raise OSError(errno.EXDEV, "path escapes its root", relative)
+            try:
+                following = os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno == errno.ENOTDIR and stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise OSError(errno.ELOOP, "a component is a symbolic link", relative) from None
+                raise
+            os.close(fd)
+            fd = following
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_dir_beneath(root_fd: int, relative: str) -> int:
+    """An O_PATH descriptor of directory `relative` beneath `root_fd`, no symlink followed.
+
+    A symlink on the way or a path leaving the root raises FileNotFoundError: what the sandbox saw
+    when the path was resolved no longer holds, and what the link leads to is none of its business.
+    """
+    try:
+        if has_openat2():
+            return openat2(root_fd, relative or ".", DIR_FLAGS)
+        return _walk(root_fd, relative)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EXDEV):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), relative) from None
+        raise
+
+
+def open_parent(root: str, relative: str) -> tuple[int, str]:
+    """(O_PATH descriptor of the parent directory, final name) of `relative` beneath host `root`.
+
+    `root` is a mount's host path, set by the server, and is opened as such; with `relative`
+    empty the target is the mount root itself, reached from the directory that holds it. The
+    caller closes the descriptor and acts on the name with `dir_fd=` calls that do not follow it.
+    """
+    if not relative:
+        parent, name = os.path.split(root.rstrip("/") or "/")
+        return os.open(parent, DIR_FLAGS), name or "."
+    head, name = os.path.split(relative)
+    root_fd = os.open(root, DIR_FLAGS)
+    try:
+        return open_dir_beneath(root_fd, head), name
+    finally:
+        os.close(root_fd)
