@@ -502,14 +502,21 @@ class SandboxFiles:
         base = requested.rstrip("/") or "."
         return f"{base}/{rest}" if rest else requested
 
-    def find(self, path: str, pattern: str) -> list[dict[str, object]]:
+    def _search_root(self, path: str, pattern: str) -> tuple[Target, os.stat_result | None] | None:
+        """The root of a find or search and what is there; `None` when nothing is (an empty answer)."""
         if not path or not pattern:
             raise DaemonError(400, "bad request: path and pattern are required")
         target = self.target(path)
         try:
-            st = stat_nofollow(target)
+            return target, stat_nofollow(target)
         except OSError:
+            return None
+
+    def find(self, path: str, pattern: str) -> list[dict[str, object]]:
+        root = self._search_root(path, pattern)
+        if root is None:
             return []
+        target, st = root
         files: Iterator[tuple[str, Located, bool]]
         if st is None or stat.S_ISDIR(st.st_mode):
             files = self.walk(target)
@@ -545,15 +552,10 @@ class SandboxFiles:
         return matches
 
     def search(self, path: str, pattern: str) -> list[str]:
-        if not path or not pattern:
-            raise DaemonError(400, "bad request: path and pattern are required")
-        target = self.target(path)
-        try:
-            st = stat_nofollow(target)
-        except OSError:
+        root = self._search_root(path, pattern)
+        if root is None or "/" in pattern:
             return []
-        if "/" in pattern:
-            return []
+        target, st = root
         found = []
         root_name = os.path.basename(target.sandbox_path)
         if fnmatch.fnmatchcase(root_name, pattern):

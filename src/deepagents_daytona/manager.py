@@ -368,7 +368,6 @@ class SandboxManager:
     def destroy_thread_backend(self, thread_id: str) -> bool:
         """Delete the thread's sandbox; `True` if one existed. The workspace on the volume stays."""
         name = self._thread_spec(thread_id).name
-        self.forget(thread_id)
         try:
             sandbox = self._call(lambda: self.daytona.get(name))
             self._call(lambda: self.daytona.delete(sandbox, timeout=self.settings.request_timeout))
@@ -383,7 +382,6 @@ class SandboxManager:
     async def adestroy_thread_backend(self, thread_id: str) -> bool:
         name = self._thread_spec(thread_id).name
         client = self.async_daytona
-        self.forget(thread_id)
         try:
             sandbox = await self._acall(lambda: client.get(name))
             await self._acall(lambda: client.delete(sandbox, timeout=self.settings.request_timeout))
