@@ -1,4 +1,5 @@
-"""The daytona_local ASGI app: control plane under /api, toolbox daemon under /toolbox/{sandbox_id}."""
+"""The daytona_local ASGI app: control plane under /api, toolbox daemon under /toolbox/{sandbox_id},
+notification gateway (Socket.IO) at /api/socket.io/."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from . import control_plane, toolbox_files, toolbox_process
 from .errors import DaemonError, install_handlers
 from .middleware import RequestCounter, ServerMiddleware
+from .notifications import Notifications
 from .sandboxes import HOME, SandboxService
 from .settings import ServerSettings
 from .store import Store
@@ -50,14 +53,17 @@ async def unknown_toolbox_route(sandbox_id: str, rest: str) -> JSONResponse:
     raise DaemonError(404, f"not found: daytona_local does not implement /{rest}")
 
 
-def create_app(settings: ServerSettings, counter: RequestCounter | None = None) -> FastAPI:
-    """Build the app for `settings`; the lifespan starts the auto-stop/archive/delete timers."""
+def create_app(settings: ServerSettings, counter: RequestCounter | None = None) -> ASGIApp:
+    """Build the app for `settings`; the lifespan starts the auto-stop/archive/delete timers and
+    the notification sender."""
+    notifications = Notifications(settings.api_key.get_secret_value())
     store = Store(settings.data_dir)
-    service = SandboxService(settings, store)
+    service = SandboxService(settings, store, notifications.publish)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timers = asyncio.create_task(service.run_timers())
+        await notifications.start()
         try:
             yield
         finally:
@@ -65,6 +71,7 @@ def create_app(settings: ServerSettings, counter: RequestCounter | None = None) 
             with contextlib.suppress(asyncio.CancelledError):
                 await timers
             await service.shutdown()
+            await notifications.stop()
 
     app = FastAPI(title="daytona_local", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
@@ -92,4 +99,4 @@ def create_app(settings: ServerSettings, counter: RequestCounter | None = None) 
         fault_kinds=settings.fault_kinds,
         counter=app.state.counter,
     )
-    return app
+    return notifications.asgi_app(app)

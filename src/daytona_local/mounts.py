@@ -78,21 +78,29 @@ class MountPlan:
     def add(self, sandbox_path: str, host_path: str | Path, writable: bool) -> None:
         self.mounts.append(Mount(sandbox_path, str(host_path), writable))
 
-    def add_system(self, generated_etc: dict[str, Path]) -> None:
-        """Bind the host's system directories read-only and, one by one, the /etc entries programs
-        need: the whitelisted host files plus `generated_etc` (passwd, group). /etc itself is a
-        directory of the synthetic root, so nothing else of the host's /etc is there."""
+    @classmethod
+    def system(cls, generated_etc: dict[str, Path]) -> MountPlan:
+        """The part every sandbox shares: the host's system directories read-only and, one by one,
+        the /etc entries programs need (the whitelisted host files plus `generated_etc`: passwd,
+        group). /etc itself is a directory of the synthetic root, so nothing else of the host's /etc
+        is there. Built once per server (some forty stat calls), then copied for each sandbox."""
+        plan = cls()
         for path in SYSTEM_DIRS:
             if os.path.islink(path):
-                self.symlinks[path] = os.readlink(path)
+                plan.symlinks[path] = os.readlink(path)
             elif os.path.isdir(path):
-                self.add(path, path, writable=False)
+                plan.add(path, path, writable=False)
         for name in SYSTEM_ETC:
             host = f"/etc/{name}"
             if os.path.lexists(host) and name not in generated_etc:
-                self.add(host, host, writable=False)
+                plan.add(host, host, writable=False)
         for name, source in generated_etc.items():
-            self.add(f"/etc/{name}", source, writable=False)
+            plan.add(f"/etc/{name}", source, writable=False)
+        return plan
+
+    def copy(self) -> MountPlan:
+        """A plan to extend without changing this one (mounts themselves are immutable)."""
+        return MountPlan(list(self.mounts), dict(self.symlinks))
 
     def bwrap_args(self) -> list[str]:
         """Arguments that make bubblewrap build this view; parents before children."""

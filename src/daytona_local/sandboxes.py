@@ -14,13 +14,14 @@ import os
 import re
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 from .errors import ApiError, DaemonError
 from .files import SandboxFiles
 from .mounts import MountPlan
+from .notifications import CREATED, STATE_UPDATED
 from .runtime import Container, ContainerGone
 from .settings import ServerSettings
 from .store import SandboxRecord, Store, VolumeMount, VolumeRecord, utcnow
@@ -80,14 +81,20 @@ def validate_subpath(subpath: str | None) -> None:
 class SandboxService:
     """Sandboxes and their containers; the single place where states change."""
 
-    def __init__(self, settings: ServerSettings, store: Store) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        store: Store,
+        publish: Callable[[str, SandboxRecord, str | None], None] = lambda *event: None,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self._publish = publish  # (event name, sandbox, its previous state): the notification gateway
         self._containers: dict[str, Container] = {}
         self._plans: dict[str, MountPlan] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._as_root = os.geteuid() == 0
-        self._generated_etc = self._write_etc(settings.data_dir / "etc")
+        self._system_plan = MountPlan.system(self._write_etc(settings.data_dir / "etc"))
         self._in_flight: Counter[str] = Counter()
         for record in self.store.sandboxes.values():
             if record.state not in ("stopped", "archived"):
@@ -112,7 +119,7 @@ class SandboxService:
             # Its processes died without a stop (its init was killed from inside, say): like a
             # container restart policy, the next command boots a fresh one over the same files.
             log.warning("sandbox %s lost its processes; they start again with the next command", sandbox_id)
-            container = self._container(record)
+            container = self._container(record, self._plans[record.id])
         if record.state != "started" or container is None:
             if record.state == "archived":
                 raise DaemonError(
@@ -170,8 +177,7 @@ class SandboxService:
     def plan(self, record: SandboxRecord) -> MountPlan:
         """The sandbox's filesystem; used for bubblewrap and for every toolbox file call."""
         root = self.store.sandbox_dir(record.id)
-        plan = MountPlan()
-        plan.add_system(self._generated_etc)
+        plan = self._system_plan.copy()
         plan.add(HOME, root / "home", writable=True)
         plan.add("/tmp", root / "tmp", writable=True)
         for mount in record.volumes:
@@ -218,24 +224,31 @@ class SandboxService:
         root = self.store.volume_root(volume_id)
         self._make_owned_dirs(root, root)
 
-    def _materialize(self, record: SandboxRecord) -> None:
-        """Its directories, then the record as started: one trip to a worker thread for both."""
+    def _materialize(self, record: SandboxRecord) -> MountPlan:
+        """Its directories and mount plan, then the record as started: one trip to a worker thread
+        for all the file system work of a start, none of it on the event loop."""
         self._prepare_dirs(record)
+        plan = self.plan(record)
         record.state = "started"
         self.touch(record)
         self._mark_volumes_used(record)
         self.store.save_sandbox(record)
+        return plan
 
     async def _run(self, record: SandboxRecord) -> None:
         """Make the sandbox started: on disk now, its container on the first command."""
         if self.settings.start_delay_ms:
             await asyncio.sleep(self.settings.start_delay_ms / 1000)
-        await asyncio.to_thread(self._materialize, record)
-        self._container(record)
+        old_state = record.state
+        self._container(record, await asyncio.to_thread(self._materialize, record))
+        self._state_changed(record, old_state)
 
-    def _container(self, record: SandboxRecord) -> Container:
+    def _state_changed(self, record: SandboxRecord, old_state: str) -> None:
+        if record.state != old_state:
+            self._publish(STATE_UPDATED, record, old_state)
+
+    def _container(self, record: SandboxRecord, plan: MountPlan) -> Container:
         """A new container for a started sandbox; it boots with the first command."""
-        plan = self.plan(record)
         self._plans[record.id] = plan
         container = Container(
             plan,
@@ -254,9 +267,10 @@ class SandboxService:
         """A container that failed to boot puts its sandbox in the error state."""
         log.warning("sandbox %s failed to boot: %s", record.id, failure)
         self._containers.pop(record.id, None)
-        record.state = "error"
+        old_state, record.state = record.state, "error"
         record.error_reason = str(failure)
         self.store.save_sandbox(record)
+        self._state_changed(record, old_state)
 
     async def _halt(self, record: SandboxRecord) -> None:
         container = self._containers.pop(record.id, None)
@@ -279,9 +293,12 @@ class SandboxService:
             raise ApiError(400, "two volumes cannot share a mount path")
         if record.name in self.store.sandbox_names:
             raise ApiError(409, f"Sandbox with name {record.name} already exists")
-        # Reserve the name before the first await so a concurrent create of the same name gets 409.
+        # Reserve the name before the first await so a concurrent create of the same name gets 409;
+        # until it has started, others see it "creating", as on Daytona.
+        record.state = "creating"
         self.store.sandbox_names[record.name] = record.id
         self.store.sandboxes[record.id] = record
+        self._publish(CREATED, record, None)
         async with self._locks[record.id]:
             try:
                 await self._run(record)
@@ -332,6 +349,7 @@ class SandboxService:
             record.state = "stopped"
             self.touch(record)
             await asyncio.to_thread(self.store.save_sandbox, record)
+            self._state_changed(record, "started")
             return record
 
     async def archive(self, record: SandboxRecord) -> SandboxRecord:
@@ -342,6 +360,7 @@ class SandboxService:
             record.state = "archived"
             self.touch(record)
             await asyncio.to_thread(self.store.save_sandbox, record)
+            self._state_changed(record, "stopped")
             return record
 
     async def delete(self, record: SandboxRecord) -> SandboxRecord:
@@ -350,7 +369,8 @@ class SandboxService:
             await self._halt(record)
             self.store.remove_sandbox(record)
             await asyncio.to_thread(shutil.rmtree, self.store.sandbox_dir(record.id), True)
-            record.state = "destroyed"
+            old_state, record.state = record.state, "destroyed"
+            self._state_changed(record, old_state)
         self._locks.pop(record.id, None)
         return record
 
