@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from daytona_local.testing import LocalServer
 from deepagents_daytona import DaytonaSandboxBackend, SandboxManager
+from deepagents_daytona.in_place_edit import MAX_FILE, edited_occurrences, in_place_command
 
 # Characters that would break a naively quoted shell script or glob pattern.
 TRICKY = st.text(alphabet=list("ab \t\n'\"\\$`*?[]{}()!#&;|<>~%^é🧵"), max_size=40)
@@ -99,3 +100,28 @@ def test_files_with_nul_bytes_fall_back_and_still_edit_exactly(backend: DaytonaS
     result = backend.edit(path, "target", "done")
     assert result.error is None and result.occurrences == 1
     assert backend.fs_download(path) == b"a\x00b done\n"
+
+
+def test_files_over_the_size_limit_fall_back_and_still_edit_exactly(
+    backend: DaytonaSandboxBackend, local_server: LocalServer
+) -> None:
+    content = "x" * MAX_FILE + "\ntarget\n"
+    path = fresh(backend, content)
+    before = local_server.request_count
+    result = backend.edit(path, "target", "done")
+    assert local_server.request_count - before == 3  # the script declined: download, then upload
+    assert result.error is None and result.occurrences == 1
+    assert backend.fs_download(path) == content.replace("target", "done").encode()
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_a_daemon_shell_other_than_bash_hands_the_script_to_bash(backend: DaytonaSandboxBackend, shell: str) -> None:
+    """Daytona's default image answers with zsh; the command must work from any POSIX shell."""
+    path = fresh(backend, "value = 'old'\n")
+    command = in_place_command(path, "'old'", "'new'", replace_all=False)
+    assert command is not None
+    script = f"{backend.root_dir}/edit-{shell}.sh"
+    backend.fs_upload(script, command.encode())
+    result = backend.execute(f"{shell} {script}")
+    assert edited_occurrences(result.output, result.exit_code) == 1
+    assert backend.fs_download(path) == b"value = 'new'\n"

@@ -1,4 +1,4 @@
-"""Editing a file in one round trip: the replacement runs inside the sandbox, in POSIX sh.
+"""Editing a file in one round trip: the replacement runs inside the sandbox, in bash.
 
 An edit is otherwise a download and an upload (two round trips). The script below performs the
 common case itself and touches the file only when the result is certain to equal what
@@ -8,12 +8,15 @@ once with `replace_all`). Everything else (a missing file, no match, an ambiguou
 endings, binary data) leaves the file alone and answers "fall back", and the caller takes the
 download-and-upload path, which produces deepagents' exact results and messages.
 
-It needs only sh, cat, wc and grep (grep only for files with bytes beyond printable ASCII, to check
-them for valid UTF-8 without CR): no python3 in the image. The strings travel
-as single-quoted arguments; quoted expansions in the patterns make every character literal, and
-the loop replaces leftmost, non-overlapping matches, as `str.replace` does. The script runs in the
-C locale, so lengths count bytes: a NUL byte, which no shell variable can hold, shows up as a
-length that differs from the file's size.
+The script needs bash and, only for files with bytes beyond printable ASCII, grep (to check them
+for valid UTF-8 without CR); no python3 in the image. Everything else is a bash builtin: each
+process started inside the sandbox costs about half a millisecond, and the edit is one of an
+agent's most frequent calls. `read -d ''` reads the file up to the first NUL byte, so one builtin
+both loads the file and tells a binary (or oversized) file apart. A daemon whose shell is bash
+runs the script with `eval`; any other shell hands it to bash, and without bash the command fails
+and the caller falls back. The strings travel as single-quoted words; quoted expansions in the
+patterns make every character literal, and the loop replaces leftmost, non-overlapping matches,
+as `str.replace` does. The script runs in the C locale, so lengths count bytes.
 
 Each command carries a fresh token and leaves it in the sandbox's /tmp once the file is written,
 so sending the same command again (a retry after a lost reply) reports the first result instead
@@ -41,9 +44,9 @@ f=$1; all=$2; old=$3; new=$4; done=/tmp/.deepagents-edit-$5; cr='\r'; tab='\t'; 
 '
 if [ -f "$done" ]; then read -r count < "$done" && echo "EDITED $count" && exit 0; fi
 [ -f "$f" ] && [ -r "$f" ] && [ -w "$f" ] || exit 5
-content=$(cat "$f" && echo x) || exit 5; content=${content%x}
-size=$(wc -c < "$f") || exit 5
-[ "$size" -le MAX_FILE ] && [ "${#content}" -eq "$size" ] || exit 5
+exec 3< "$f" || exit 5
+IFS= read -r -d '' -n MAX_FILE_PLUS_ONE content <&3 && exit 5
+exec 3<&-
 case $content in *[!\ -~"$tab$nl"]*)
   LC_ALL=C.UTF-8 grep -qav -x "[^$cr]*" "$f" && exit 5 ;;
 esac
@@ -59,10 +62,13 @@ done
 printf %s "$out$rest" > "$f" || { echo EDIT_WRITE_FAILED; exit 6; }
 echo "$count" > "$done"
 echo "EDITED $count"
-""".replace("MAX_FILE", str(MAX_FILE))
+""".replace("MAX_FILE_PLUS_ONE", str(MAX_FILE + 1))
     .replace("\\r", "\r")
     .replace("\\t", "\t")
 )
+"""`read` succeeds only when it stops at a NUL byte or after MAX_FILE + 1 bytes: a binary or an
+oversized file, both left to the fallback. At the end of a smaller text file it fails, with the
+whole content read."""
 
 
 def in_place_command(path: str, old_string: str, new_string: str, replace_all: bool) -> str | None:
@@ -73,7 +79,12 @@ def in_place_command(path: str, old_string: str, new_string: str, replace_all: b
     if any(len(s.encode()) > MAX_ARGUMENT or "\x00" in s for s in strings) or len(path.encode()) > 4096:
         return None
     arguments = [path, "1" if replace_all else "0", *strings, uuid.uuid4().hex]
-    return f"sh -c {shlex.quote(_SCRIPT)} sh " + " ".join(shlex.quote(a) for a in arguments)
+    return (
+        f"set -- {' '.join(shlex.quote(a) for a in arguments)}\n"
+        f"s={shlex.quote(_SCRIPT)}\n"
+        '[ -n "${BASH_VERSION-}" ] || exec bash -c "$s" bash "$@"\n'
+        'eval "$s"\n'
+    )
 
 
 def edited_occurrences(output: str | None, exit_code: int | None) -> int | None:
