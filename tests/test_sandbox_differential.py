@@ -41,6 +41,10 @@ _text = st.tuples(st.lists(_line, max_size=6), st.sampled_from(["\n", "\r\n"]), 
     lambda t: t[1].join(t[0]) + (t[1] if t[2] else "")
 )
 _needle = st.sampled_from(["foo", "bar", "o", "é", "x y", "fo\u00e9"])
+# Uploads are UTF-8 text without NUL or CR: a later grep meets them, and `FilesystemBackend`'s engines
+# disagree on the rest (ripgrep skips a file with NUL and searches invalid UTF-8; its Python fallback
+# does the opposite). Arbitrary bytes are uploaded and downloaded in test_sandbox_backend.py.
+_bytes = st.text(st.characters(exclude_characters="\x00\r", exclude_categories=("Cs",)), max_size=20).map(str.encode)
 _glob = st.sampled_from(["*.txt", "*.py", "**/*.md", "a/*.txt", "/*.txt", "*", ".h/*", "**/x.txt", "{x,y}.*"])
 
 _operations = st.one_of(
@@ -53,7 +57,7 @@ _operations = st.one_of(
     st.tuples(st.just("grep_cap"), _needle, st.integers(0, 3)),
     st.tuples(st.just("glob"), _glob, st.one_of(st.none(), _dir.map(lambda d: d or "/"))),
     st.tuples(st.just("delete"), _any_path),
-    st.tuples(st.just("upload"), st.lists(st.tuples(_any_path, st.binary(max_size=20)), min_size=1, max_size=3)),
+    st.tuples(st.just("upload"), st.lists(st.tuples(_any_path, _bytes), min_size=1, max_size=3)),
     st.tuples(st.just("download"), st.lists(_any_path, min_size=1, max_size=3)),
 )
 
