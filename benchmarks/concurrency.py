@@ -1,10 +1,13 @@
 """SandboxManager under concurrency, on daytona_local (optionally with a simulated WAN latency).
 
 The server runs in its own process (as Daytona always does), so the client's threads never wait
-for the server's interpreter. Prints, side by side in one run:
-- one new thread resolved alone (get-by-name miss + create), the baseline;
+for the server's interpreter. Prints, side by side in one run, medians over a few rounds. Each
+round has a new manager (an empty cache) on the process's one client, sync or async, as
+`get_daytona()` gives: the first round's burst opens the connections, later ones find them open.
+- one new thread resolved alone (get-by-name miss + create), the baseline, from OS threads and
+  from asyncio;
 - 64 new threads resolved at once from 64 OS threads, and from 64 asyncio tasks, with their ratio
-  to the baseline (goal: <= 2x: no global lock, creations overlap);
+  to that baseline (goal: <= 2x: no global lock, creations overlap);
 - the cost of a cache-hit resolution in microseconds and HTTP requests (goal: < 50 us, 0 requests);
 - requests for one resolution by a new manager after a restart (goal: 1);
 - for reference, 64 bare SDK `create` calls at once with no manager: the floor this machine's
@@ -14,16 +17,18 @@ Two scenarios: network latency only (daytona_local creates a sandbox in ~2 ms, s
 dominates), and the same with a Daytona-like container start (`--start-delay-ms`, 90 ms by default:
 Daytona's published time to a first execution), which is what the manager overlaps in practice.
 
-    uv run python benchmarks/concurrency.py [--latency-ms 50] [--start-delay-ms 90] [--threads 64]
+    uv run python benchmarks/concurrency.py [--latency-ms 50] [--start-delay-ms 90] [--threads 64] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from daytona import AsyncDaytona, CreateSandboxFromSnapshotParams, Daytona, DaytonaConfig
 
@@ -36,52 +41,76 @@ def fresh() -> str:
     return f"bench-{uuid.uuid4()}"
 
 
-def measure_bare_sdk(config: DaytonaConfig, threads: int) -> tuple[float, float]:
-    """Seconds for `threads` bare SDK creates at once (no get first, no manager), sync and async."""
+@dataclass
+class Rounds:
+    """(one new thread alone, many at once) in seconds per round, and the bare-SDK burst."""
+
+    results: list[tuple[float, float]]
+    bare: float
+
+    def summary(self, label: str) -> str:
+        single = statistics.median(one for one, _ in self.results)
+        burst = statistics.median(many for _, many in self.results)
+        ratios = [many / one for one, many in self.results]
+        return (
+            f"{'one new thread alone, ' + label:<44}{single * 1000:>10.0f} ms\n"
+            f"{'  at once, ' + label:<44}{burst * 1000:>10.0f} ms   ratio {statistics.median(ratios):.2f}"
+            f" (<= 2; rounds {min(ratios):.2f}-{max(ratios):.2f})\n"
+            f"{'  bare SDK creates at once, ' + label:<44}{self.bare * 1000:>10.0f} ms   (reference: no manager)"
+        )
+
+
+def warm_up(manager: SandboxManager) -> None:
+    """A manager that has served before: the volume checked (once per manager, with its first
+    create) and the files sandbox found."""
+    manager.get_files_backend()
+    manager.get_thread_backend(fresh())
+
+
+async def awarm_up(manager: SandboxManager) -> None:
+    await manager.aget_files_backend()
+    await manager.aget_thread_backend(fresh())
+
+
+def measure_threads(config: DaytonaConfig, settings: DaytonaSettings, threads: int, rounds: int) -> Rounds:
+    """Per round, a new manager on the process's one client: one new thread alone, then `threads`
+    new ones at once from OS threads. Last, the bare SDK reference."""
     client = Daytona(config)
+    results = []
+    for _ in range(rounds):
+        manager = SandboxManager(settings, daytona=client)
+        warm_up(manager)
+        started = time.perf_counter()
+        manager.get_thread_backend(fresh())
+        single = time.perf_counter() - started
+        started = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(manager.get_thread_backend, [fresh() for _ in range(threads)]))
+        results.append((single, time.perf_counter() - started))
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda _: client.create(CreateSandboxFromSnapshotParams(name=fresh())), range(threads)))
-    threaded = time.perf_counter() - started
-
-    async def gather() -> float:
-        async_client = AsyncDaytona(config)
-        began = time.perf_counter()
-        await asyncio.gather(
-            *(async_client.create(CreateSandboxFromSnapshotParams(name=fresh())) for _ in range(threads))
-        )
-        elapsed = time.perf_counter() - began
-        await async_client.close()
-        return elapsed
-
-    return threaded, asyncio.run(gather())
+    return Rounds(results, bare=time.perf_counter() - started)
 
 
-def measure_concurrency(config: DaytonaConfig, settings: DaytonaSettings, threads: int) -> tuple[float, float, float]:
-    """Seconds for one new thread alone (median of 3), then `threads` at once from OS threads and asyncio."""
-    manager = SandboxManager(settings, daytona=Daytona(config))
-    manager.get_files_backend()  # ensures the volume and warms the connection pool
-    singles = []
-    for _ in range(3):
+async def measure_asyncio(config: DaytonaConfig, settings: DaytonaSettings, threads: int, rounds: int) -> Rounds:
+    """The same from asyncio tasks, on the process's one async client."""
+    client = AsyncDaytona(config)
+    results = []
+    for _ in range(rounds):
+        manager = SandboxManager(settings, async_daytona=client)
+        await awarm_up(manager)
         started = time.perf_counter()
-        manager.get_thread_backend(fresh())
-        singles.append(time.perf_counter() - started)
+        await manager.aget_thread_backend(fresh())
+        single = time.perf_counter() - started
+        started = time.perf_counter()
+        await asyncio.gather(*(manager.aget_thread_backend(fresh()) for _ in range(threads)))
+        results.append((single, time.perf_counter() - started))
     started = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(manager.get_thread_backend, [fresh() for _ in range(threads)]))
-    threaded = time.perf_counter() - started
-
-    async def gather() -> float:
-        client = AsyncDaytona(config)
-        async_manager = SandboxManager(settings, async_daytona=client)
-        await async_manager.aget_files_backend()
-        began = time.perf_counter()
-        await asyncio.gather(*(async_manager.aget_thread_backend(fresh()) for _ in range(threads)))
-        elapsed = time.perf_counter() - began
-        await client.close()
-        return elapsed
-
-    return sorted(singles)[1], threaded, asyncio.run(gather())
+    await asyncio.gather(*(client.create(CreateSandboxFromSnapshotParams(name=fresh())) for _ in range(threads)))
+    bare = time.perf_counter() - started
+    await client.close()
+    return Rounds(results, bare)
 
 
 def measure_requests(server: LocalServer) -> tuple[float, int, int]:
@@ -102,25 +131,16 @@ def measure_requests(server: LocalServer) -> tuple[float, int, int]:
     return hit_us, hit_requests, server.request_count - before
 
 
-def report_concurrency(latency_ms: float, start_delay_ms: float, threads: int) -> None:
-    """One scenario: its single resolution, `threads` at once both ways, and the bare-SDK reference."""
+def report_concurrency(latency_ms: float, start_delay_ms: float, threads: int, rounds: int) -> None:
+    """One scenario: medians over `rounds` rounds, with the range of the per-round ratios."""
     with LocalServerProcess(latency_ms=latency_ms, start_delay_ms=start_delay_ms) as server:
         config = DaytonaConfig(api_key=server.api_key, api_url=server.api_url, target="local")
         settings = DaytonaSettings(api_key=server.api_key, api_url=server.api_url)
-        single, threaded, gathered = measure_concurrency(config, settings, threads)
-        bare_threaded, bare_gathered = measure_bare_sdk(config, threads)
-    print(f"-- {latency_ms:.0f} ms per request, creates take {start_delay_ms:.0f} ms more on the server")
-    print(f"{'one new thread alone':<44}{single * 1000:>10.0f} ms")
-    for label, seconds in (
-        (f"{threads} new threads, OS threads", threaded),
-        (f"{threads} new threads, asyncio", gathered),
-    ):
-        print(f"{label:<44}{seconds * 1000:>10.0f} ms   ratio {seconds / single:.2f} (<= 2)")
-    for label, seconds in (
-        (f"{threads} bare SDK creates, OS threads", bare_threaded),
-        (f"{threads} bare SDK creates, asyncio", bare_gathered),
-    ):
-        print(f"{label:<44}{seconds * 1000:>10.0f} ms   (reference: no manager, one request each)")
+        threaded = measure_threads(config, settings, threads, rounds)
+        gathered = asyncio.run(measure_asyncio(config, settings, threads, rounds))
+    print(f"-- {latency_ms:.0f} ms per request, creates take {start_delay_ms:.0f} ms more, {threads} at once")
+    print(threaded.summary("OS threads"))
+    print(gathered.summary("asyncio"))
 
 
 def main() -> None:
@@ -130,11 +150,12 @@ def main() -> None:
         "--start-delay-ms", type=float, default=90.0, help="the second scenario's container start (Daytona: ~90 ms)"
     )
     parser.add_argument("--threads", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per scenario; medians are printed")
     args = parser.parse_args()
     print(f"SandboxManager concurrency on daytona_local (server in its own process, {args.threads} threads)")
     print(f"{'measure':<44}{'value':>12}   goal")
     for start_delay in (0.0, args.start_delay_ms):
-        report_concurrency(args.latency_ms, start_delay, args.threads)
+        report_concurrency(args.latency_ms, start_delay, args.threads, args.rounds)
     with LocalServer(latency_ms=args.latency_ms) as server:
         hit_us, hit_requests, restart_requests = measure_requests(server)
     print("--")
