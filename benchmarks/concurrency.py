@@ -10,8 +10,9 @@ round has a new manager (an empty cache) on the process's one client, sync or as
   to that baseline (goal: <= 2x: no global lock, creations overlap);
 - the cost of a cache-hit resolution in microseconds and HTTP requests (goal: < 50 us, 0 requests);
 - requests for one resolution by a new manager after a restart (goal: 1);
-- for reference, 64 bare SDK `create` calls at once with no manager: the floor this machine's
-  client (SDK CPU on 2 shared cores) and server allow, whatever the manager does.
+- for reference, 64 bare SDK `create` calls at once with no manager, and their ratio to one bare
+  create: what this machine's client (SDK CPU on 2 shared cores) and server allow, whatever the
+  manager does.
 
 Two scenarios: network latency only (daytona_local creates a sandbox in ~2 ms, so the SDK's own CPU
 dominates), and the same with a Daytona-like container start (`--start-delay-ms`, 90 ms by default:
@@ -43,9 +44,11 @@ def fresh() -> str:
 
 @dataclass
 class Rounds:
-    """(one new thread alone, many at once) in seconds per round, and the bare-SDK burst."""
+    """(one new thread alone, many at once) in seconds per round, and the bare-SDK reference:
+    one create alone (median of three) and as many at once."""
 
     results: list[tuple[float, float]]
+    bare_single: float
     bare: float
 
     def summary(self, label: str) -> str:
@@ -56,7 +59,8 @@ class Rounds:
             f"{'one new thread alone, ' + label:<44}{single * 1000:>10.0f} ms\n"
             f"{'  at once, ' + label:<44}{burst * 1000:>10.0f} ms   ratio {statistics.median(ratios):.2f}"
             f" (<= 2; rounds {min(ratios):.2f}-{max(ratios):.2f})\n"
-            f"{'  bare SDK creates at once, ' + label:<44}{self.bare * 1000:>10.0f} ms   (reference: no manager)"
+            f"{'  bare SDK creates at once, ' + label:<44}{self.bare * 1000:>10.0f} ms   ratio"
+            f" {self.bare / self.bare_single:.2f} to one bare create (reference: no manager)"
         )
 
 
@@ -87,10 +91,15 @@ def measure_threads(config: DaytonaConfig, settings: DaytonaSettings, threads: i
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(manager.get_thread_backend, [fresh() for _ in range(threads)]))
         results.append((single, time.perf_counter() - started))
+    singles = []
+    for _ in range(3):
+        started = time.perf_counter()
+        client.create(CreateSandboxFromSnapshotParams(name=fresh()))
+        singles.append(time.perf_counter() - started)
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda _: client.create(CreateSandboxFromSnapshotParams(name=fresh())), range(threads)))
-    return Rounds(results, bare=time.perf_counter() - started)
+    return Rounds(results, statistics.median(singles), bare=time.perf_counter() - started)
 
 
 async def measure_asyncio(config: DaytonaConfig, settings: DaytonaSettings, threads: int, rounds: int) -> Rounds:
@@ -106,11 +115,16 @@ async def measure_asyncio(config: DaytonaConfig, settings: DaytonaSettings, thre
         started = time.perf_counter()
         await asyncio.gather(*(manager.aget_thread_backend(fresh()) for _ in range(threads)))
         results.append((single, time.perf_counter() - started))
+    singles = []
+    for _ in range(3):
+        started = time.perf_counter()
+        await client.create(CreateSandboxFromSnapshotParams(name=fresh()))
+        singles.append(time.perf_counter() - started)
     started = time.perf_counter()
     await asyncio.gather(*(client.create(CreateSandboxFromSnapshotParams(name=fresh())) for _ in range(threads)))
     bare = time.perf_counter() - started
     await client.close()
-    return Rounds(results, bare)
+    return Rounds(results, statistics.median(singles), bare)
 
 
 def measure_requests(server: LocalServer) -> tuple[float, int, int]:
