@@ -78,3 +78,26 @@ def test_a_move_across_devices_copies_the_tree_and_keeps_links_as_links(
     assert (copied / "b").stat().st_mode & 0o777 == 0o750
     assert os.readlink(copied / "out") == "/etc"
     assert os.readlink(copied / "up") == ".."
+
+
+def test_a_root_below_an_anchor_is_reached_without_following_a_link(root: Path, mode: str) -> None:
+    fd = beneath.open_beneath(str(root), str(root / "a" / "b"))
+    try:
+        assert os.path.samestat(os.fstat(fd), os.stat(root / "a" / "b"))
+    finally:
+        os.close(fd)
+    for swapped in ("a/out", "a/up/a"):  # a link to the host, a link back up
+        with pytest.raises(FileNotFoundError):
+            beneath.open_beneath(str(root), str(root / swapped))
+    with pytest.raises(FileNotFoundError):
+        beneath.open_parent(str(root / "a" / "out"), "passwd", anchor=str(root))
+
+
+def test_make_dirs_beneath_makes_what_is_missing_and_stops_at_a_link(root: Path, mode: str) -> None:
+    beneath.make_dirs_beneath(str(root), "a/b/new/deeper", owner=None)
+    assert (root / "a" / "b" / "new" / "deeper").is_dir()
+    with pytest.raises(FileNotFoundError):
+        beneath.make_dirs_beneath(str(root), "a/out/made", owner=None)
+    assert not Path("/etc/made").exists()
+    with pytest.raises(OSError):
+        beneath.make_dirs_beneath(str(root), "a/../escape", owner=None)

@@ -184,6 +184,43 @@ def test_volume_subpath_mount_cannot_reach_the_rest_of_the_volume(daytona: Dayto
         daytona.volume.delete(volume)
 
 
+@pytest.mark.parametrize("link", ["../b", "/etc"])
+def test_a_subpath_swapped_for_a_link_by_a_sandbox_mounting_the_volume_leads_nowhere(
+    daytona: Daytona, link: str
+) -> None:
+    """A sandbox mounting the whole volume replaces another's subpath (`threads/a`) with a link to a
+    sibling or to a host path before that sandbox boots: neither its processes nor the file API may
+    see what the link leads to. The confined sandbox refuses to start instead."""
+    volume = daytona.volume.get(f"iso-{uuid.uuid4().hex[:8]}", create=True)
+    owner = daytona.create(
+        CreateSandboxFromSnapshotParams(volumes=[VolumeMount(volume_id=volume.id, mount_path="/mnt/v")])
+    )
+    confined = daytona.create(
+        CreateSandboxFromSnapshotParams(
+            volumes=[VolumeMount(volume_id=volume.id, mount_path="/mnt/v", subpath="threads/a")]
+        )
+    )
+    try:
+        owner.fs.upload_file(b"TOP-SECRET", "/mnt/v/threads/b/private.txt")
+        swapped = owner.process.exec(f"rm -rf /mnt/v/threads/a && ln -s {link} /mnt/v/threads/a")
+        assert swapped.exit_code == 0, swapped.result
+        seen = []
+        for path in ("/mnt/v/private.txt", "/mnt/v/passwd"):  # the file API first: it needs no boot
+            with contextlib.suppress(DaytonaError):
+                seen.append(confined.fs.download_file(path).decode(errors="replace"))
+        for path in ("/mnt/v/private.txt", "/mnt/v/passwd"):
+            with contextlib.suppress(DaytonaError):
+                seen.append(confined.process.exec(f"cat {path}; ls /mnt/v").result)
+        assert not any("TOP-SECRET" in text or "root:" in text or "shadow" in text for text in seen), seen
+        confined.refresh_data()
+        assert confined.state == "error"
+        assert "mount" in (confined.error_reason or "")
+    finally:
+        daytona.delete(owner)
+        daytona.delete(confined)
+        daytona.volume.delete(volume)
+
+
 # ---- races: a directory swapped for a link between the server's check and its use ----------------
 FLIPS = 2000  # swaps made by the sandbox; the client keeps calling until they are done
 MAX_ROUNDS = 1000

@@ -111,19 +111,62 @@ def open_dir_beneath(root_fd: int, relative: str) -> int:
         raise
 
 
-def open_parent(root: str, relative: str) -> tuple[int, str]:
+def open_beneath(anchor: str | None, path: str) -> int:
+    """An O_PATH descriptor of host directory `path`.
+
+    Without `anchor`, `path` is a directory the server made and no sandbox can replace, opened as
+    such. With one, `path` lies beneath the server-made directory `anchor` (a volume root) but the
+    part below it is a sandbox's to change (a subpath such as `threads/<key>`, which a sandbox
+    mounting the whole volume can swap for a link): it is reached without following any link.
+    """
+    if anchor is None:
+        return os.open(path, DIR_FLAGS)
+    anchor_fd = os.open(anchor, DIR_FLAGS)
+    try:
+        return open_dir_beneath(anchor_fd, os.path.relpath(path, anchor))
+    finally:
+        os.close(anchor_fd)
+
+
+def open_parent(root: str, relative: str, anchor: str | None = None) -> tuple[int, str]:
     """(O_PATH descriptor of the parent directory, final name) of `relative` beneath host `root`.
 
-    `root` is a mount's host path, set by the server, and is opened as such; with `relative`
-    empty the target is the mount root itself, reached from the directory that holds it. The
-    caller closes the descriptor and acts on the name with `dir_fd=` calls that do not follow it.
+    `root` is a mount's host path, opened as `open_beneath` does; with `relative` empty the target
+    is the mount root itself, reached from the directory that holds it. The caller closes the
+    descriptor and acts on the name with `dir_fd=` calls that do not follow it.
     """
     if not relative:
         parent, name = os.path.split(root.rstrip("/") or "/")
+        if anchor is not None and os.path.normpath(parent) != os.path.normpath(anchor):
+            return open_beneath(anchor, parent), name
         return os.open(parent, DIR_FLAGS), name or "."
     head, name = os.path.split(relative)
-    root_fd = os.open(root, DIR_FLAGS)
+    root_fd = open_beneath(anchor, root)
     try:
         return open_dir_beneath(root_fd, head), name
     finally:
         os.close(root_fd)
+
+
+def make_dirs_beneath(anchor: str, relative: str, owner: tuple[int, int] | None) -> None:
+    """`mkdir -p anchor/relative`, each directory it makes owned by `owner`, following no link: a
+    component that is a link (or not a directory) raises, and nothing outside `anchor` is touched."""
+    fd = os.open(anchor, DIR_FLAGS)
+    try:
+        for part in relative.split("/"):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                raise OSError(errno.EXDEV, "path escapes its root", relative)
+            try:
+                os.mkdir(part, dir_fd=fd)
+            except FileExistsError:
+                pass
+            else:
+                if owner is not None:
+                    os.chown(part, *owner, dir_fd=fd, follow_symlinks=False)
+            following = open_dir_beneath(fd, part)
+            os.close(fd)
+            fd = following
+    finally:
+        os.close(fd)

@@ -188,6 +188,7 @@ class Target:
     writable: bool
     root: str | None = None
     relative: str = ""
+    anchor: str | None = None
 
 
 Located = Target | Resolved
@@ -199,7 +200,7 @@ def parent_of(where: Located) -> Iterator[tuple[int, str]]:
     the sandbox can no longer redirect a call by swapping a directory on the way for a link."""
     if where.root is None:
         raise OSError(errno.EISDIR, "is a directory")
-    fd, name = open_parent(where.root, where.relative)
+    fd, name = open_parent(where.root, where.relative, where.anchor)
     try:
         yield fd, name
     finally:
@@ -236,7 +237,13 @@ class SandboxFiles:
         except OSError as exc:
             raise os_error(exc, path) from exc
         return Target(
-            path, resolved.sandbox_path, resolved.host_path, resolved.writable, resolved.root, resolved.relative
+            path,
+            resolved.sandbox_path,
+            resolved.host_path,
+            resolved.writable,
+            resolved.root,
+            resolved.relative,
+            resolved.anchor,
         )
 
     def _writable(self, target: Target) -> str:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .beneath import open_beneath
 
 MAX_SYMLINKS = 40
 
@@ -49,11 +52,18 @@ SYSTEM_ETC = (
 
 @dataclass(frozen=True)
 class Mount:
-    """A host path shown at `sandbox_path`; `writable` says whether the sandbox may change it."""
+    """A host path shown at `sandbox_path`; `writable` says whether the sandbox may change it.
+    With `anchor` (a volume root), the part of `host_path` below it is reached without following a
+    link, at boot and by every file call (see `beneath.open_beneath`)."""
 
     sandbox_path: str
     host_path: str
     writable: bool
+    anchor: str | None = None
+
+    def open(self) -> int:
+        """An O_PATH descriptor of the host directory, for bubblewrap to bind (`--bind-fd`)."""
+        return open_beneath(self.anchor, self.host_path)
 
 
 @dataclass(frozen=True)
@@ -66,6 +76,7 @@ class Resolved:
     writable: bool
     root: str | None = None
     relative: str = ""
+    anchor: str | None = None
 
 
 @dataclass
@@ -75,8 +86,8 @@ class MountPlan:
     mounts: list[Mount] = field(default_factory=list)
     symlinks: dict[str, str] = field(default_factory=dict)
 
-    def add(self, sandbox_path: str, host_path: str | Path, writable: bool) -> None:
-        self.mounts.append(Mount(sandbox_path, str(host_path), writable))
+    def add(self, sandbox_path: str, host_path: str | Path, writable: bool, anchor: str | Path | None = None) -> None:
+        self.mounts.append(Mount(sandbox_path, str(host_path), writable, None if anchor is None else str(anchor)))
 
     @classmethod
     def system(cls, generated_etc: dict[str, Path]) -> MountPlan:
@@ -102,8 +113,25 @@ class MountPlan:
         """A plan to extend without changing this one (mounts themselves are immutable)."""
         return MountPlan(list(self.mounts), dict(self.symlinks))
 
-    def bwrap_args(self) -> list[str]:
-        """Arguments that make bubblewrap build this view; parents before children."""
+    def open_writable(self) -> dict[str, int]:
+        """O_PATH descriptors of the writable mounts' host directories, by sandbox path: the caller
+        passes them to bubblewrap and closes them. A sandbox can change what lies under these paths
+        (its home, its /tmp, a volume), so they are bound by descriptor, opened without following a
+        link the sandbox may have put on the way."""
+        fds: dict[str, int] = {}
+        try:
+            for mount in self.mounts:
+                if mount.writable:
+                    fds[mount.sandbox_path] = mount.open()
+        except BaseException:
+            for fd in fds.values():
+                os.close(fd)
+            raise
+        return fds
+
+    def bwrap_args(self, bind_fds: Mapping[str, int] | None = None) -> list[str]:
+        """Arguments that make bubblewrap build this view; parents before children. A mount with a
+        descriptor in `bind_fds` is bound from it (`--bind-fd`), the others by host path."""
         args: list[str] = []
         # Directories of the synthetic root that lead to mount points (e.g. /home): bubblewrap would
         # make them 0700, unreachable for the sandbox user, so they are made 0755 first.
@@ -113,7 +141,9 @@ class MountPlan:
                 args += ["--perms", "0755", "--dir", parent]
         for mount in sorted(self.mounts, key=lambda m: m.sandbox_path.count("/")):
             flag = "--bind" if mount.writable else "--ro-bind"
-            args += [flag, mount.host_path, mount.sandbox_path]
+            fd = (bind_fds or {}).get(mount.sandbox_path)
+            source = mount.host_path if fd is None else str(fd)
+            args += [flag + ("-fd" if fd is not None else ""), source, mount.sandbox_path]
         for path, target in sorted(self.symlinks.items()):
             args += ["--symlink", target, path]
         return args
@@ -153,7 +183,7 @@ class MountPlan:
             raise FileNotFoundError(errno.ENOENT, "no such file or directory", sandbox_path)
         rest = sandbox_path[len(mount.sandbox_path) :].lstrip("/")
         host = os.path.join(mount.host_path, rest) if rest else mount.host_path
-        return Resolved(sandbox_path, host, mount.writable, mount.host_path, rest)
+        return Resolved(sandbox_path, host, mount.writable, mount.host_path, rest, mount.anchor)
 
     def resolve(self, sandbox_path: str, follow_final: bool = True) -> Resolved:
         """Resolve an absolute sandbox path through the sandbox's own symlinks."""
@@ -170,7 +200,8 @@ class MountPlan:
                 continue
             candidate = "/" + "/".join([*done, part])
             target = self.symlinks.get(candidate)
-            if target is None and (pending or follow_final):
+            if target is None and (pending or follow_final) and not self._is_mount_point(candidate):
+                # A mount point is a directory in the view, whatever its host path has become.
                 mapped = self.host_path(candidate) if self._exists_in_view(candidate) else None
                 if mapped is not None and mapped.host_path is not None and os.path.islink(mapped.host_path):
                     target = os.readlink(mapped.host_path)
@@ -184,6 +215,9 @@ class MountPlan:
                 continue
             done.append(part)
         return self.host_path("/" + "/".join(done))
+
+    def _is_mount_point(self, sandbox_path: str) -> bool:
+        return any(mount.sandbox_path == sandbox_path for mount in self.mounts)
 
     def _exists_in_view(self, sandbox_path: str) -> bool:
         try:

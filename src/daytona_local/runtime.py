@@ -12,6 +12,7 @@ from __future__ import annotations
 import array
 import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import shutil
@@ -41,6 +42,17 @@ class ContainerGone(Exception):
 
 def bubblewrap_path() -> str | None:
     return shutil.which("bwrap")
+
+
+@functools.cache
+def bubblewrap_binds_fds() -> bool:
+    """Whether this bubblewrap has `--bind-fd` (0.6 and newer): binding an open directory, not a
+    path it would resolve, closes the window in which a sandbox swaps a directory for a link."""
+    path = bubblewrap_path()
+    if path is None:
+        return False
+    result = subprocess.run([path, "--help"], capture_output=True, text=True, check=False)
+    return "--bind-fd" in result.stdout + result.stderr
 
 
 def sandbox_python() -> str:
@@ -112,7 +124,7 @@ class Container:
             return init
         return [bubblewrap_path() or "bwrap", "--args", str(options_fd), "--", *init]
 
-    def _options(self) -> bytes:
+    def _options(self, bind_fds: Mapping[str, int]) -> bytes:
         """bubblewrap's options, NUL-separated, as `--args` reads them."""
         args = [
             "--die-with-parent",
@@ -131,7 +143,7 @@ class Container:
         ]
         if not self._network:
             args.append("--unshare-net")
-        args += self._plan.bwrap_args()
+        args += self._plan.bwrap_args(bind_fds)
         args += ["--chdir", self._cwd]
         return b"".join(arg.encode() + b"\0" for arg in args)
 
@@ -144,13 +156,27 @@ class Container:
         init_fd = os.memfd_create("sandbox_init")
         os.write(init_fd, INIT_SOURCE)
         options_fd = os.memfd_create("bwrap_options")
-        if self._isolation != "none":
-            os.write(options_fd, self._options())
-            os.lseek(options_fd, 0, os.SEEK_SET)
+        bind_fds: dict[str, int] = {}
+        try:
+            if self._isolation != "none":
+                bind_fds = self._plan.open_writable() if bubblewrap_binds_fds() else {}
+                os.write(options_fd, self._options(bind_fds))
+                os.lseek(options_fd, 0, os.SEEK_SET)
+        except OSError as exc:
+            for fd in (init_fd, options_fd, *bind_fds.values()):
+                os.close(fd)
+            ours.close()
+            theirs.close()
+            # A mount's directory gone, or swapped for a link since the sandbox was made.
+            failure = ContainerGone(f"sandbox container failed to start: cannot open a mount's directory: {exc}")
+            self._stopped = True
+            if self._on_boot_failure is not None:
+                self._on_boot_failure(failure)
+            raise failure from None
         try:
             self._proc = subprocess.Popen(
                 self._argv(theirs.fileno(), init_fd, options_fd),
-                pass_fds=(theirs.fileno(), init_fd, options_fd),
+                pass_fds=(theirs.fileno(), init_fd, options_fd, *bind_fds.values()),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -161,8 +187,8 @@ class Container:
             raise
         finally:
             theirs.close()
-            os.close(init_fd)
-            os.close(options_fd)
+            for fd in (init_fd, options_fd, *bind_fds.values()):
+                os.close(fd)
         ours.setblocking(False)
         self._sock = ours
         self._ready = self._loop.create_future()

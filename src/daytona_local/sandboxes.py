@@ -18,13 +18,14 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
+from .beneath import make_dirs_beneath
 from .errors import ApiError, DaemonError
 from .files import SandboxFiles
 from .mounts import MountPlan
 from .notifications import CREATED, STATE_UPDATED
 from .runtime import Container, ContainerGone
 from .settings import ServerSettings
-from .store import SandboxRecord, Store, VolumeMount, VolumeRecord, utcnow
+from .store import SandboxRecord, Store, VolumeRecord, utcnow
 
 log = logging.getLogger("daytona_local")
 
@@ -181,48 +182,38 @@ class SandboxService:
         plan.add(HOME, root / "home", writable=True)
         plan.add("/tmp", root / "tmp", writable=True)
         for mount in record.volumes:
-            plan.add(mount.mount_path, self._volume_source(mount), writable=True)
+            volume_root = self.store.volume_root(mount.volume_id)
+            if mount.subpath:
+                # Below the volume root the path is the sandboxes' to change: opened beneath it.
+                plan.add(mount.mount_path, volume_root / mount.subpath, writable=True, anchor=volume_root)
+            else:
+                plan.add(mount.mount_path, volume_root, writable=True)
         return plan
 
-    def _volume_source(self, mount: VolumeMount) -> Path:
-        """The host directory of a mount: the volume root or its subpath, which may not escape it."""
-        root = (self.store.volume_root(mount.volume_id)).resolve()
-        if not mount.subpath:
-            return root
-        source = (root / mount.subpath).resolve()
-        if source != root and root not in source.parents:
-            raise ApiError(400, f"subpath '{mount.subpath}' escapes its volume")
-        return source
-
     def _prepare_dirs(self, record: SandboxRecord) -> None:
+        """The sandbox's home and /tmp, each volume subpath and each mount point under the home:
+        made beneath server-made directories without following a link a sandbox may have left on
+        the way (a sandbox mounting a whole volume can swap `threads/<key>` for one)."""
         root = self.store.sandbox_dir(record.id)
+        root.mkdir(parents=True, exist_ok=True)
         for name in ("home", "tmp"):
-            (root / name).mkdir(parents=True, exist_ok=True)
+            (root / name).mkdir(exist_ok=True)
         self._chown(root / "home")
         os.chmod(root / "tmp", 0o1777)
         for mount in record.volumes:
-            self._make_owned_dirs(self.store.volume_root(mount.volume_id).resolve(), self._volume_source(mount))
+            if mount.subpath:
+                self.make_volume_data(mount.volume_id)
+                make_dirs_beneath(str(self.store.volume_root(mount.volume_id)), mount.subpath, self._owner())
             if mount.mount_path.startswith(HOME + "/"):
                 # bubblewrap makes missing mount points; made here they belong to the sandbox user.
-                point = root / "home" / mount.mount_path[len(HOME) + 1 :]
-                point.mkdir(parents=True, exist_ok=True)
-                self._chown(point)
-
-    def _make_owned_dirs(self, volume_root: Path, path: Path) -> None:
-        """mkdir -p of `path` inside a volume, every directory made owned by the sandbox user: a
-        subpath's parents (`threads/` of `threads/<key>`) must be writable to a sandbox mounting the root."""
-        current = volume_root.parent
-        current.mkdir(parents=True, exist_ok=True)
-        for part in path.relative_to(current).parts:
-            current = current / part
-            if not current.exists():
-                current.mkdir()
-                self._chown(current)
+                make_dirs_beneath(str(root / "home"), mount.mount_path[len(HOME) + 1 :], self._owner())
 
     def make_volume_data(self, volume_id: str) -> None:
-        """The root directory of a new volume, writable by the sandboxes that will mount it."""
+        """The root directory of a volume, writable by the sandboxes that mount it: a subpath's
+        parents (`threads/` of `threads/<key>`) must be writable to a sandbox mounting the root."""
         root = self.store.volume_root(volume_id)
-        self._make_owned_dirs(root, root)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs_beneath(str(root.parent), root.name, self._owner())
 
     def _materialize(self, record: SandboxRecord) -> MountPlan:
         """Its directories and mount plan, then the record as started: one trip to a worker thread

@@ -18,7 +18,7 @@ import uvicorn
 
 from .app import create_app
 from .middleware import DroppedConnection, RequestCounter
-from .runtime import bubblewrap_path
+from .runtime import bubblewrap_binds_fds, bubblewrap_path
 from .settings import ServerSettings
 
 log = logging.getLogger("daytona_local")
@@ -38,6 +38,8 @@ class IsolationUnavailable(RuntimeError):
 def check_isolation(settings: ServerSettings) -> None:
     if settings.isolation == "bwrap" and bubblewrap_path() is None:
         raise IsolationUnavailable(BWRAP_MISSING)
+    if settings.isolation == "bwrap" and not bubblewrap_binds_fds():  # asked once, here, off the event loop
+        log.warning("daytona_local: this bubblewrap has no --bind-fd (0.6+); writable mounts are bound by path")
     if settings.isolation == "none":
         message = (
             "daytona_local: --isolation none: sandbox processes run UNISOLATED as this user, with the host's "
