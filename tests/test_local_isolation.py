@@ -161,7 +161,10 @@ def test_fs_api_cannot_delete_or_move_mount_points_or_system_dirs(attacker: Sand
     assert attacker.process.exec("ls /usr/bin/env").exit_code == 0
 
 
-def test_volume_subpath_mount_cannot_reach_the_rest_of_the_volume(daytona: Daytona) -> None:
+@contextlib.contextmanager
+def volume_owner_and_confined(daytona: Daytona) -> Iterator[tuple[Sandbox, Sandbox]]:
+    """A sandbox mounting a whole volume at /mnt/v, and one mounting only its `threads/a` there;
+    `threads/b/private.txt` holds a secret the confined one must never read."""
     volume = daytona.volume.get(f"iso-{uuid.uuid4().hex[:8]}", create=True)
     owner = daytona.create(
         CreateSandboxFromSnapshotParams(volumes=[VolumeMount(volume_id=volume.id, mount_path="/mnt/v")])
@@ -173,15 +176,20 @@ def test_volume_subpath_mount_cannot_reach_the_rest_of_the_volume(daytona: Dayto
     )
     try:
         owner.fs.upload_file(b"TOP-SECRET", "/mnt/v/threads/b/private.txt")
+        yield owner, confined
+    finally:
+        daytona.delete(owner)
+        daytona.delete(confined)
+        daytona.volume.delete(volume)
+
+
+def test_volume_subpath_mount_cannot_reach_the_rest_of_the_volume(daytona: Daytona) -> None:
+    with volume_owner_and_confined(daytona) as (_, confined):
         assert fs_download_fails(confined, "/mnt/v/../v/threads/b/private.txt")
         assert fs_download_fails(confined, "/mnt/v/../../mnt/v/../b/private.txt")
         confined.process.exec("ln -sfn ../b /mnt/v/up")
         assert fs_download_fails(confined, "/mnt/v/up/private.txt")
         assert "TOP-SECRET" not in confined.process.exec("cat /mnt/v/up/private.txt; echo end").result
-    finally:
-        daytona.delete(owner)
-        daytona.delete(confined)
-        daytona.volume.delete(volume)
 
 
 @pytest.mark.parametrize("link", ["../b", "/etc"])
@@ -191,17 +199,7 @@ def test_a_subpath_swapped_for_a_link_by_a_sandbox_mounting_the_volume_leads_now
     """A sandbox mounting the whole volume replaces another's subpath (`threads/a`) with a link to a
     sibling or to a host path before that sandbox boots: neither its processes nor the file API may
     see what the link leads to. The confined sandbox refuses to start instead."""
-    volume = daytona.volume.get(f"iso-{uuid.uuid4().hex[:8]}", create=True)
-    owner = daytona.create(
-        CreateSandboxFromSnapshotParams(volumes=[VolumeMount(volume_id=volume.id, mount_path="/mnt/v")])
-    )
-    confined = daytona.create(
-        CreateSandboxFromSnapshotParams(
-            volumes=[VolumeMount(volume_id=volume.id, mount_path="/mnt/v", subpath="threads/a")]
-        )
-    )
-    try:
-        owner.fs.upload_file(b"TOP-SECRET", "/mnt/v/threads/b/private.txt")
+    with volume_owner_and_confined(daytona) as (owner, confined):
         swapped = owner.process.exec(f"rm -rf /mnt/v/threads/a && ln -s {link} /mnt/v/threads/a")
         assert swapped.exit_code == 0, swapped.result
         seen = []
@@ -215,10 +213,6 @@ def test_a_subpath_swapped_for_a_link_by_a_sandbox_mounting_the_volume_leads_now
         confined.refresh_data()
         assert confined.state == "error"
         assert "mount" in (confined.error_reason or "")
-    finally:
-        daytona.delete(owner)
-        daytona.delete(confined)
-        daytona.volume.delete(volume)
 
 
 # ---- races: a directory swapped for a link between the server's check and its use ----------------

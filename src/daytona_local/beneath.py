@@ -19,7 +19,7 @@ import functools
 import os
 import platform
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 AT_FDCWD = -100
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -72,15 +72,20 @@ def has_openat2() -> bool:
     return True
 
 
+def _components(relative: str) -> Iterator[str]:
+    """The names of a relative path, one by one; `..` raises (it would leave the root)."""
+    for part in relative.split("/"):
+        if part == "..":
+            raise OSError(errno.EXDEV, "path escapes its root", relative)
+        if part not in ("", "."):
+            yield part
+
+
 def _walk(root_fd: int, relative: str) -> int:
     """The fallback: one `O_DIRECTORY | O_NOFOLLOW` open per component, each from the previous."""
     fd = os.open(".", DIR_FLAGS, dir_fd=root_fd)
     try:
-        for part in relative.split("/"):
-            if part in ("", "."):
-                continue
-            if part == "..":
-                raise OSError(errno.EXDEV, "path escapes its root", relative)
+        for part in _components(relative):
             try:
                 following = os.open(part, DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as exc:
@@ -153,11 +158,7 @@ def make_dirs_beneath(anchor: str, relative: str, owner: tuple[int, int] | None)
     component that is a link (or not a directory) raises, and nothing outside `anchor` is touched."""
     fd = os.open(anchor, DIR_FLAGS)
     try:
-        for part in relative.split("/"):
-            if part in ("", "."):
-                continue
-            if part == "..":
-                raise OSError(errno.EXDEV, "path escapes its root", relative)
+        for part in _components(relative):
             try:
                 os.mkdir(part, dir_fd=fd)
             except FileExistsError:
