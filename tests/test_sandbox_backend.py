@@ -373,6 +373,24 @@ def test_fs_methods_raise_os_errors(backend: DaytonaSandboxBackend) -> None:
         backend.fs_upload("a\x00b", b"")
 
 
+def test_fs_replace_renames_over_a_file_in_one_step(backend: DaytonaSandboxBackend) -> None:
+    name = "it's a file.txt"  # quoting
+    backend.fs_upload(at(backend, f"r/{name}"), b"old")
+    backend.fs_upload(at(backend, "r/.new"), b"new")
+    backend.fs_replace(at(backend, "r/.new"), at(backend, f"r/{name}"))
+    assert backend.fs_download(at(backend, f"r/{name}")) == b"new"
+    assert [e["path"] for e in backend.fs_list(at(backend, "r"))] == [at(backend, f"r/{name}")]
+    backend.fs_replace(at(backend, "r/.new"), at(backend, f"r/{name}"))  # resent after a lost reply
+    assert backend.fs_download(at(backend, f"r/{name}")) == b"new"
+    backend.fs_upload(at(backend, "r/.other"), b"x")
+    backend.fs_mkdir(at(backend, "r/dir"))
+    with pytest.raises(IsADirectoryError):
+        backend.fs_replace(at(backend, "r/.other"), at(backend, "r/dir"))
+    with pytest.raises(OSError):
+        backend.fs_replace(at(backend, "r/.missing"), at(backend, "r/absent"))
+    backend.fs_delete(at(backend, "r"))
+
+
 def test_fs_streams_move_a_large_file_in_flat_memory(backend: DaytonaSandboxBackend) -> None:
     size = 48 * 1024 * 1024
     source = _Pattern(size)

@@ -170,6 +170,9 @@ async def test_afs_methods(backend: DaytonaSandboxBackend) -> None:
     await backend.afs_move(at(backend, "f/a.txt"), at(backend, "f/b.txt"))
     with pytest.raises(FileNotFoundError):
         await backend.afs_download(at(backend, "f/a.txt"))
+    await backend.afs_upload(at(backend, "f/c.txt"), b"c")
+    await backend.afs_replace(at(backend, "f/c.txt"), at(backend, "f/b.txt"))
+    assert await backend.afs_download(at(backend, "f/b.txt")) == b"c"
     await backend.afs_delete(at(backend, "f"))
     with pytest.raises(FileNotFoundError):
         await backend.afs_list(at(backend, "f"))

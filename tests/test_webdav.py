@@ -262,18 +262,44 @@ def wait_for(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.05)
 
 
-def test_a_put_whose_client_goes_away_leaves_no_truncated_file(
-    origin: str, files: DaytonaSandboxBackend, folder: str
-) -> None:
+def partial_uploads(files: DaytonaSandboxBackend, folder: str, name: str) -> list[str]:
+    """The hidden files PUTs of `name` stream into before they replace it."""
+    prefix = f".{name}.put-"
+    return [
+        entry["path"]
+        for entry in files.fs_list(volume(files, folder))
+        if entry["path"].rsplit("/", 1)[-1].startswith(prefix)
+    ]
+
+
+def cut_off_put(origin: str, files: DaytonaSandboxBackend, folder: str, name: str) -> None:
+    """A PUT of `name` whose client goes away a tenth of the way through its body."""
     auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    head = f"PUT /webdav{folder}/cut.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+    head = f"PUT /webdav{folder}/{name} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
     address = urlsplit(origin)
     with socket.create_connection((address.hostname, address.port)) as client:
         client.sendall(f"{head}Content-Length: 1000000\r\n\r\n".encode() + b"x" * 100_000)
-        wait_for(lambda: exists(files, f"{folder}/cut.bin"), "the upload started")
+        wait_for(lambda: bool(partial_uploads(files, folder, name)), "the upload started")
         client.shutdown(socket.SHUT_WR)
+    wait_for(lambda: not partial_uploads(files, folder, name), "the partial upload was removed")
 
-    wait_for(lambda: not exists(files, f"{folder}/cut.bin"), "the half-written file was removed")
+
+def test_a_put_whose_client_goes_away_leaves_no_truncated_file(
+    origin: str, files: DaytonaSandboxBackend, folder: str
+) -> None:
+    cut_off_put(origin, files, folder, "cut.bin")
+    assert not exists(files, f"{folder}/cut.bin")
+
+
+def test_an_overwrite_whose_client_goes_away_leaves_the_old_content(
+    origin: str, dav: httpx.Client, files: DaytonaSandboxBackend, folder: str
+) -> None:
+    assert dav.put(f"{folder}/kept.txt", content=b"the old content\n").status_code == 201
+    cut_off_put(origin, files, folder, "kept.txt")
+    assert dav.get(f"{folder}/kept.txt").content == b"the old content\n"
+    assert dav.put(f"{folder}/kept.txt", content=b"new").status_code == 204
+    assert dav.get(f"{folder}/kept.txt").content == b"new"
+    assert not partial_uploads(files, folder, "kept.txt")
 
 
 def test_empty_put_creates_an_empty_file(dav: httpx.Client, files: DaytonaSandboxBackend, folder: str) -> None:

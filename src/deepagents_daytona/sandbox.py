@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import shlex
 import threading
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from typing import IO, TypeVar
@@ -838,6 +840,24 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
                 idempotent=False,
             )
 
+    def fs_replace(self, source: str, destination: str) -> None:
+        """Rename file `source` over `destination` in one step: a reader sees the old content or
+        the new, never a mix or nothing. The file API's move refuses an existing destination, so
+        this is rename(2) by `mv` in the sandbox (one request, safe to resend: see `_replace_command`)."""
+        src, dst = self._fs_path(source), self._fs_path(destination)
+        process = self._sync.process
+        with self._fs_errors(destination):
+            response = self._call(lambda: process.exec(_replace_command(src, dst), timeout=_REPLACE_TIMEOUT))
+        _check_replaced(response.exit_code, response.result, destination)
+
+    async def afs_replace(self, source: str, destination: str) -> None:
+        """Async twin of `fs_replace`."""
+        src, dst = self._fs_path(source), self._fs_path(destination)
+        process = self._async.process
+        with self._fs_errors(destination):
+            response = await self._acall(lambda: process.exec(_replace_command(src, dst), timeout=_REPLACE_TIMEOUT))
+        _check_replaced(response.exit_code, response.result, destination)
+
     def fs_delete(self, path: str) -> None:
         """Remove a file or a whole directory tree."""
         target = self._fs_path(path)
@@ -937,6 +957,28 @@ def _write_outcome(file_path: str, error: str | None) -> WriteResult:
     if error is not None:
         return WriteResult(error=f"Error writing file '{file_path}': {error}")
     return WriteResult(path=file_path)
+
+
+_REPLACE_TIMEOUT = 60
+
+
+def _replace_command(source: str, destination: str) -> str:
+    """POSIX sh: `mv -f` within one directory is rename(2), which replaces a file atomically. A
+    directory at `destination` is refused rather than moved into. A resent command (a reply lost)
+    finds the source gone and the destination there, and reports success again."""
+    src, dst = shlex.quote(source), shlex.quote(destination)
+    return (
+        f"if [ ! -e {src} ] && [ ! -L {src} ]; then [ -e {dst} ] && exit 0; echo 'no such file' >&2; exit 2; fi; "
+        f"if [ -d {dst} ] && [ ! -L {dst} ]; then echo 'is a directory' >&2; exit 21; fi; "
+        f"exec mv -f -- {src} {dst}"
+    )
+
+
+def _check_replaced(exit_code: int | None, output: str | None, destination: str) -> None:
+    if exit_code == 21:
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", destination)
+    if exit_code != 0:
+        raise OSError(errno.EIO, f"could not replace the file: {(output or '').strip()[:200]}", destination)
 
 
 _IN_PLACE_TIMEOUT = 60

@@ -16,6 +16,7 @@ import contextlib
 import datetime
 import io
 import posixpath
+import uuid
 from collections.abc import Iterator
 from typing import IO, Any, Protocol
 from urllib.parse import quote
@@ -258,10 +259,10 @@ class _SandboxEntry:
 class DaytonaFile(_SandboxEntry, DAVNonCollection):
     """A regular file in the volume."""
 
-    def __init__(self, path: str, environ: dict[str, Any], info: FileInfo, *, unwritten: bool = False) -> None:
+    def __init__(self, path: str, environ: dict[str, Any], info: FileInfo) -> None:
         super().__init__(path, environ, info)
-        self._unwritten = unwritten
         self._writer: UploadWriter | None = None
+        self._partial: str | None = None  # the hidden file a PUT streams into
 
     def get_content_length(self) -> int:
         return int(self._info.get("size", 0))
@@ -293,30 +294,36 @@ class DaytonaFile(_SandboxEntry, DAVNonCollection):
         return DownloadReader(chunks, head=head)
 
     def begin_write(self, *, content_type: str | None = None) -> UploadWriter:
-        """A writer whose bytes stream into the sandbox while the request body arrives."""
+        """A writer whose bytes stream into the sandbox while the request body arrives: into a
+        hidden file beside the target, which replaces the target only once the body is whole."""
         self._refuse_if_read_only()
-        backend, target, path = self._backend, self._target, self.path
+        backend, path = self._backend, self.path
+        directory, name = posixpath.split(self._target)
+        partial = self._partial = posixpath.join(directory, f".{name}.put-{uuid.uuid4().hex[:12]}")
 
         def upload(reader: IO[bytes]) -> None:
             with dav_errors(path):
-                backend.fs_upload_stream(target, reader)
+                backend.fs_upload_stream(partial, reader)
 
         self._writer = UploadWriter(upload, name=path, expected_length=_content_length(self.environ))
         return self._writer
 
     def end_write(self, *, with_errors: bool) -> None:
-        """After a PUT: on success learn the new size and time (for the ETag); on failure stop
-        the upload and remove what a PUT of a new file left half-written."""
+        """After a PUT: on success the upload replaces the target in one step (a reader never sees
+        it half-written, and a failed PUT leaves the old content), then the new size and time are
+        learnt (for the ETag); on failure the upload stops and its partial file is removed."""
         writer, self._writer = self._writer, None
+        partial, self._partial = self._partial, None
         if with_errors:
             if writer is not None:
                 writer.abort()
-            if self._unwritten:
+            if partial is not None:
                 with contextlib.suppress(OSError, SandboxError, ValueError):
-                    self._backend.fs_delete(self._target)
+                    self._backend.fs_delete(partial)
             return
-        self._unwritten = False
         with dav_errors(self.path):
+            if partial is not None:
+                self._backend.fs_replace(partial, self._target)
             self._info = self._backend.fs_info(self._target)
 
     def copy_move_single(self, dest_path: str, *, is_move: bool) -> None:
@@ -362,7 +369,7 @@ class DaytonaFolder(_SandboxEntry, DAVCollection):
         path = util.join_uri(self.path, name)
         target = self.provider.sandbox_path(path, self.environ)
         if self.environ.get("REQUEST_METHOD") == "PUT":
-            return DaytonaFile(path, self.environ, {"path": target, "is_dir": False, "size": 0}, unwritten=True)
+            return DaytonaFile(path, self.environ, {"path": target, "is_dir": False, "size": 0})
         with dav_errors(path):
             self._backend.fs_upload(target, b"")
             info = self._backend.fs_info(target)
