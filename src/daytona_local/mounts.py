@@ -140,10 +140,11 @@ class MountPlan:
             if self._mount_for(parent) is None:
                 args += ["--perms", "0755", "--dir", parent]
         for mount in sorted(self.mounts, key=lambda m: m.sandbox_path.count("/")):
-            flag = "--bind" if mount.writable else "--ro-bind"
             fd = (bind_fds or {}).get(mount.sandbox_path)
-            source = mount.host_path if fd is None else str(fd)
-            args += [flag + ("-fd" if fd is not None else ""), source, mount.sandbox_path]
+            if fd is None:
+                args += ["--bind" if mount.writable else "--ro-bind", mount.host_path, mount.sandbox_path]
+            else:
+                args += ["--bind-fd" if mount.writable else "--ro-bind-fd", str(fd), mount.sandbox_path]
         for path, target in sorted(self.symlinks.items()):
             args += ["--symlink", target, path]
         return args
