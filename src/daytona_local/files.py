@@ -177,25 +177,15 @@ def copy_across(src_fd: int, src_name: str, dst_fd: int, dst_name: str) -> None:
             os.fchown(out.fileno(), st.st_uid, st.st_gid)
 
 
-@dataclass
-class Target:
-    """A resolved request path: what the client asked for, where it lives in the sandbox and host
-    (as a host path, and as its mount's host root with the path beneath it)."""
+@dataclass(frozen=True)
+class Target(Resolved):
+    """A resolved request path, with what the client asked for (for its error messages)."""
 
-    requested: str
-    sandbox_path: str
-    host_path: str | None
-    writable: bool
-    root: str | None = None
-    relative: str = ""
-    anchor: str | None = None
-
-
-Located = Target | Resolved
+    requested: str = ""
 
 
 @contextlib.contextmanager
-def parent_of(where: Located) -> Iterator[tuple[int, str]]:
+def parent_of(where: Resolved) -> Iterator[tuple[int, str]]:
     """(parent directory descriptor, final name) of a resolved path, opened beneath its mount root:
     the sandbox can no longer redirect a call by swapping a directory on the way for a link."""
     if where.root is None:
@@ -207,7 +197,7 @@ def parent_of(where: Located) -> Iterator[tuple[int, str]]:
         os.close(fd)
 
 
-def stat_nofollow(where: Located) -> os.stat_result | None:
+def stat_nofollow(where: Resolved) -> os.stat_result | None:
     """The stat of a resolved path (None for a directory of the synthetic root), not following it:
     resolution already followed every link the sandbox had, so one appearing now is not followed."""
     if where.root is None:
@@ -236,30 +226,19 @@ class SandboxFiles:
             resolved: Resolved = self.plan.resolve(normalize(path, self.work_dir), follow_final=follow)
         except OSError as exc:
             raise os_error(exc, path) from exc
-        return Target(
-            path,
-            resolved.sandbox_path,
-            resolved.host_path,
-            resolved.writable,
-            resolved.root,
-            resolved.relative,
-            resolved.anchor,
-        )
+        return Target(**vars(resolved), requested=path)
 
     def _writable(self, target: Target) -> str:
-        if target.host_path is None or not target.writable or self._is_mount_point(target.sandbox_path):
+        if target.host_path is None or not target.writable or self.plan.is_mount_point(target.sandbox_path):
             raise DaemonError(403, f"permission denied: {target.requested}", "FILE_ACCESS_DENIED")
         return target.host_path
-
-    def _is_mount_point(self, sandbox_path: str) -> bool:
-        return any(m.sandbox_path == sandbox_path for m in self.plan.mounts)
 
     def _chown(self, dir_fd: int, name: str) -> None:
         if self.owner is not None:
             os.chown(name, *self.owner, dir_fd=dir_fd, follow_symlinks=False)
 
     @staticmethod
-    def _exists(where: Located) -> bool:
+    def _exists(where: Resolved) -> bool:
         try:
             stat_nofollow(where)
         except OSError:
@@ -292,7 +271,7 @@ class SandboxFiles:
             raise os_error(exc, path) from exc
         return file_info(os.path.basename(target.sandbox_path) or "/", target.sandbox_path, st)
 
-    def _children(self, directory: str, where: Located) -> list[tuple[str, str, Resolved]]:
+    def _children(self, directory: str, where: Resolved) -> list[tuple[str, str, Resolved]]:
         """(name, sandbox path, resolved child) of a directory's entries, mount points included."""
         names = set(self.plan.virtual_children(directory))
         if where.root is not None:
@@ -323,7 +302,7 @@ class SandboxFiles:
         except OSError as exc:
             raise os_error(exc, path or ".") from exc
 
-    def _list(self, directory: str, where: Located, depth: int) -> list[dict[str, object]]:
+    def _list(self, directory: str, where: Resolved, depth: int) -> list[dict[str, object]]:
         entries: list[dict[str, object]] = []
         for name, child, mapped in self._children(directory, where):
             try:
@@ -407,7 +386,7 @@ class SandboxFiles:
             raise os_error(exc, path) from exc
 
     @staticmethod
-    def _is_dir(where: Located) -> bool:
+    def _is_dir(where: Resolved) -> bool:
         try:
             st = stat_nofollow(where)
         except OSError:
@@ -479,16 +458,16 @@ class SandboxFiles:
         return {str(uid), "daytona"}
 
     # ---- searching ----------------------------------------------------------------------------
-    def walk(self, target: Target) -> Iterator[tuple[str, Located, bool]]:
+    def walk(self, target: Target) -> Iterator[tuple[str, Resolved, bool]]:
         """Depth-first, lexical order, symlinks not followed: (sandbox path, where, is_dir)."""
-        stack: list[tuple[str, Located]] = [(target.sandbox_path, target)]
+        stack: list[tuple[str, Resolved]] = [(target.sandbox_path, target)]
         while stack:
             directory, where = stack.pop()
             try:
                 children = self._children(directory, where)
             except OSError:
                 continue
-            subdirs: list[tuple[str, Located]] = []
+            subdirs: list[tuple[str, Resolved]] = []
             for _name, child, mapped in children:
                 try:
                     st = stat_nofollow(mapped)
@@ -524,7 +503,7 @@ class SandboxFiles:
         if root is None:
             return []
         target, st = root
-        files: Iterator[tuple[str, Located, bool]]
+        files: Iterator[tuple[str, Resolved, bool]]
         if st is None or stat.S_ISDIR(st.st_mode):
             files = self.walk(target)
         else:

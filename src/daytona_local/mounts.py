@@ -201,7 +201,7 @@ class MountPlan:
                 continue
             candidate = "/" + "/".join([*done, part])
             target = self.symlinks.get(candidate)
-            if target is None and (pending or follow_final) and not self._is_mount_point(candidate):
+            if target is None and (pending or follow_final) and not self.is_mount_point(candidate):
                 # A mount point is a directory in the view, whatever its host path has become.
                 mapped = self.host_path(candidate) if self._exists_in_view(candidate) else None
                 if mapped is not None and mapped.host_path is not None and os.path.islink(mapped.host_path):
@@ -217,7 +217,7 @@ class MountPlan:
             done.append(part)
         return self.host_path("/" + "/".join(done))
 
-    def _is_mount_point(self, sandbox_path: str) -> bool:
+    def is_mount_point(self, sandbox_path: str) -> bool:
         return any(mount.sandbox_path == sandbox_path for mount in self.mounts)
 
     def _exists_in_view(self, sandbox_path: str) -> bool:

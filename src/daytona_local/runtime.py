@@ -159,21 +159,9 @@ class Container:
         bind_fds: dict[str, int] = {}
         try:
             if self._isolation != "none":
-                bind_fds = self._plan.open_writable() if bubblewrap_binds_fds() else {}
+                bind_fds = self._open_binds()
                 os.write(options_fd, self._options(bind_fds))
                 os.lseek(options_fd, 0, os.SEEK_SET)
-        except OSError as exc:
-            for fd in (init_fd, options_fd, *bind_fds.values()):
-                os.close(fd)
-            ours.close()
-            theirs.close()
-            # A mount's directory gone, or swapped for a link since the sandbox was made.
-            failure = ContainerGone(f"sandbox container failed to start: cannot open a mount's directory: {exc}")
-            self._stopped = True
-            if self._on_boot_failure is not None:
-                self._on_boot_failure(failure)
-            raise failure from None
-        try:
             self._proc = subprocess.Popen(
                 self._argv(theirs.fileno(), init_fd, options_fd),
                 pass_fds=(theirs.fileno(), init_fd, options_fd, *bind_fds.values()),
@@ -182,7 +170,7 @@ class Container:
                 stderr=subprocess.PIPE,
                 cwd=self._cwd if self._isolation == "none" else "/",
             )
-        except OSError:
+        except BaseException:
             ours.close()
             raise
         finally:
@@ -194,6 +182,20 @@ class Container:
         self._ready = self._loop.create_future()
         self._loop.add_reader(ours.fileno(), self._on_message)
         self.booted = self._loop.create_task(self._boot(self._proc))
+
+    def _open_binds(self) -> dict[str, int]:
+        """Descriptors of the writable mounts for `--bind-fd`; none where bubblewrap lacks it. A
+        directory gone, or swapped for a link since the sandbox was made, fails the boot."""
+        if not bubblewrap_binds_fds():
+            return {}
+        try:
+            return self._plan.open_writable()
+        except OSError as exc:
+            failure = ContainerGone(f"sandbox container failed to start: cannot open a mount's directory: {exc}")
+            self._stopped = True
+            if self._on_boot_failure is not None:
+                self._on_boot_failure(failure)
+            raise failure from None
 
     async def _boot(self, proc: subprocess.Popen[bytes]) -> None:
         assert self._ready is not None
