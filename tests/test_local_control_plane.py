@@ -17,6 +17,7 @@ from daytona import (
     DaytonaAuthenticationError,
     DaytonaConfig,
     DaytonaConflictError,
+    DaytonaError,
     DaytonaNotFoundError,
     ListSandboxesQuery,
     Sandbox,
@@ -366,3 +367,17 @@ async def test_async_client_volume_get_or_create(async_daytona: AsyncDaytona) ->
         assert (await async_daytona.volume.get(name)).id == made.id
     finally:
         await async_daytona.volume.delete(made)
+
+
+async def test_concurrent_creates_of_one_volume_name_make_one_volume(async_daytona: AsyncDaytona) -> None:
+    name = unique("vol")
+    outcomes = await asyncio.gather(*(async_daytona.volume.create(name) for _ in range(8)), return_exceptions=True)
+    made = [o for o in outcomes if not isinstance(o, BaseException)]
+    try:
+        assert len(made) == 1
+        refused = [o for o in outcomes if isinstance(o, BaseException)]
+        assert all(isinstance(o, DaytonaError) and "already exists" in str(o) for o in refused)
+        assert [v.id for v in await async_daytona.volume.list() if v.name == name] == [made[0].id]
+    finally:
+        for volume in made:
+            await async_daytona.volume.delete(volume)

@@ -253,8 +253,16 @@ async def create_volume(request: Request) -> JSONResponse:
     body = parse(CreateVolumeRequest, await read_json(request))
     if service.store.find_volume(body.name) is not None:
         raise ApiError(400, f"Volume with name {body.name} already exists")
-    volume = VolumeRecord(name=body.name)
-    await asyncio.to_thread(service.make_volume_data, volume.id)
+    # The name is claimed before the first await, so a concurrent create of it gets the 400;
+    # until its directory exists the volume is pending, as on Daytona.
+    volume = VolumeRecord(name=body.name, state="pending_create")
+    service.store.volumes[volume.id] = volume
+    try:
+        await asyncio.to_thread(service.make_volume_data, volume.id)
+    except BaseException:
+        service.store.volumes.pop(volume.id, None)
+        raise
+    volume.state = "ready"
     service.store.save_volume(volume)
     return JSONResponse(volume.dto())
 
