@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from daytona import Daytona, DaytonaConfig
+from daytona import AsyncDaytona, Daytona, DaytonaConfig
 
 from conftest import plugin_settings
 from daytona_local.testing import LocalServer
@@ -88,6 +90,37 @@ async def test_concurrent_async_callers_on_one_new_thread_get_one_sandbox(async_
     backends = await asyncio.gather(*(async_manager.aget_thread_backend("crowded-async") for _ in range(32)))
     assert len({b.id for b in backends}) == 1
     assert len(await async_manager.alist_sandboxes(role=ROLE_THREAD)) == 1
+
+
+async def test_a_burst_on_a_new_volume_creates_it_once(local_server: LocalServer, async_daytona: AsyncDaytona) -> None:
+    settings = plugin_settings(local_server, volume_name=f"burst-{uuid.uuid4().hex[:8]}")
+    manager = SandboxManager(settings, async_daytona=async_daytona)
+    try:
+        backends = await asyncio.gather(*(manager.aget_thread_backend(f"cold-{i}") for i in range(16)))
+        assert len({b.id for b in backends}) == 16
+        volumes = [v for v in await async_daytona.volume.list() if v.name == settings.volume_name]
+        assert len(volumes) == 1
+    finally:
+        for sandbox in await manager.alist_sandboxes():
+            await async_daytona.delete(await async_daytona.get(sandbox.id))
+
+
+def test_two_processes_creating_the_volume_at_once_both_use_it() -> None:
+    with LocalServer(latency_ms=30) as server:
+        settings = plugin_settings(server, volume_name="raced")
+        managers = [
+            SandboxManager(settings, daytona=Daytona(DaytonaConfig(api_key=server.api_key, api_url=server.api_url)))
+            for _ in range(2)
+        ]
+        barrier = threading.Barrier(2)
+
+        def resolve(index: int) -> str:
+            barrier.wait()
+            return managers[index].get_thread_backend(f"racer-{index}").id
+
+        with ThreadPoolExecutor(2) as pool:
+            assert len(set(pool.map(resolve, range(2)))) == 2
+        assert [v.name for v in managers[0].daytona.volume.list()] == ["raced"]
 
 
 def test_different_threads_get_different_sandboxes_in_parallel(manager: SandboxManager) -> None:

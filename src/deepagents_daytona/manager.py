@@ -18,9 +18,9 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from daytona import (
     AsyncDaytona,
@@ -32,6 +32,7 @@ from daytona import (
     Sandbox,
     VolumeMount,
 )
+from daytona.common.volume import Volume
 
 from deepagents_daytona.client import get_async_daytona, get_daytona
 from deepagents_daytona.config import DaytonaSettings, get_settings
@@ -116,7 +117,7 @@ class SandboxManager:
         self._async_backends: dict[str, DaytonaSandboxBackend] = {}
         self._flight_locks: dict[str, threading.Lock] = {}
         self._flight_locks_guard = threading.Lock()
-        self._async_flights: dict[tuple[int, str], asyncio.Task[DaytonaSandboxBackend]] = {}
+        self._async_flights: dict[tuple[int, str, str], asyncio.Task[Any]] = {}
         self._volume_id: str | None = None
         self._volume_lock = threading.Lock()
 
@@ -258,7 +259,7 @@ class SandboxManager:
             if self._volume_id is not None:
                 return
             name = self.settings.volume_name
-            volume = self._call(lambda: self.daytona.volume.get(name, create=True))
+            volume = self._get_or_create_volume()
             deadline = time.monotonic() + _VOLUME_WAIT_SECONDS
             while volume.state != "ready":
                 if volume.state == "error" or time.monotonic() > deadline:
@@ -266,6 +267,24 @@ class SandboxManager:
                 time.sleep(0.5)
                 volume = self._call(lambda: self.daytona.volume.get(name))
             self._volume_id = volume.id
+
+    def _get_or_create_volume(self) -> Volume:
+        """Get the volume, else create it. Daytona refuses a second volume of a name with a 400,
+        which here means another process created it first: get it again."""
+        volumes = self.daytona.volume
+        name = self.settings.volume_name
+        try:
+            return self._call(lambda: volumes.get(name))
+        except DaytonaError as exc:
+            if _status(exc) != 404:
+                raise
+        try:
+            return self._call(lambda: volumes.create(name))
+        except DaytonaError as create_error:
+            try:
+                return self._call(lambda: volumes.get(name))
+            except DaytonaError:
+                raise create_error from None
 
     # ---- async resolution ---------------------------------------------------------------------
     async def aget_thread_backend(self, thread_id: str) -> DaytonaSandboxBackend:
@@ -281,11 +300,16 @@ class SandboxManager:
         return await self._aresolve(self._files_spec())
 
     async def _aresolve(self, spec: SandboxSpec) -> DaytonaSandboxBackend:
+        return await self._single_flight(("sandbox", spec.cache_key), lambda: self._aresolve_once(spec))
+
+    async def _single_flight(self, key: tuple[str, str], work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """One task per key and event loop: concurrent callers await it, none starts a second.
+        Shielded, so a caller that is cancelled does not cancel the others' work."""
         loop = asyncio.get_running_loop()
-        flight_key = (id(loop), spec.cache_key)
+        flight_key = (id(loop), *key)
         task = self._async_flights.get(flight_key)
         if task is None:
-            task = loop.create_task(self._aresolve_once(spec))
+            task = loop.create_task(work())
             self._async_flights[flight_key] = task
             task.add_done_callback(lambda _: self._async_flights.pop(flight_key, None))
         return await asyncio.shield(task)
@@ -342,18 +366,36 @@ class SandboxManager:
         return sandbox
 
     async def _aensure_volume(self) -> None:
-        if self._volume_id is not None:
-            return
-        client = self.async_daytona
+        if self._volume_id is None:
+            await self._single_flight(("volume", self.settings.volume_name), self._aensure_volume_once)
+
+    async def _aensure_volume_once(self) -> None:
         name = self.settings.volume_name
-        volume = await self._acall(lambda: client.volume.get(name, create=True))
+        volume = await self._aget_or_create_volume()
         deadline = time.monotonic() + _VOLUME_WAIT_SECONDS
         while volume.state != "ready":
             if volume.state == "error" or time.monotonic() > deadline:
                 raise SandboxUnavailableError(name, f"Volume {name} is {volume.state}, not ready")
             await asyncio.sleep(0.5)
-            volume = await self._acall(lambda: client.volume.get(name))
+            volume = await self._acall(lambda: self.async_daytona.volume.get(name))
         self._volume_id = volume.id
+
+    async def _aget_or_create_volume(self) -> Volume:
+        """Async twin of `_get_or_create_volume`."""
+        volumes = self.async_daytona.volume
+        name = self.settings.volume_name
+        try:
+            return await self._acall(lambda: volumes.get(name))
+        except DaytonaError as exc:
+            if _status(exc) != 404:
+                raise
+        try:
+            return await self._acall(lambda: volumes.create(name))
+        except DaytonaError as create_error:
+            try:
+                return await self._acall(lambda: volumes.get(name))
+            except DaytonaError:
+                raise create_error from None
 
     # ---- invalidation and destruction ---------------------------------------------------------
     def forget(self, thread_id: str) -> None:
