@@ -67,6 +67,29 @@ def test_cache_hit_returns_the_same_backend_without_requests(
     assert local_server.request_count == before
 
 
+def test_the_cache_keeps_recent_threads_and_finds_evicted_ones_with_one_request(
+    local_server: LocalServer, daytona: Daytona
+) -> None:
+    manager = SandboxManager(plugin_settings(local_server, backend_cache_size=3), daytona=daytona)
+    try:
+        first = manager.get_thread_backend("evicted")
+        assert first.write("kept.txt", "from before the eviction").error is None
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(manager.get_thread_backend, [f"later-{i}" for i in range(4)]))
+        recent = manager.get_thread_backend("later-3")
+        before = local_server.request_count
+        assert manager.get_thread_backend("later-3") is recent
+        assert local_server.request_count == before
+        again = manager.get_thread_backend("evicted")
+        assert local_server.request_count - before == 1
+        assert again.id == first.id
+        assert again.read("kept.txt").file_data["content"] == "from before the eviction"
+        assert not manager._flights, "finished resolutions must not be kept"
+    finally:
+        for sandbox in manager.list_sandboxes():
+            manager.delete_sandbox(sandbox.id)
+
+
 def test_a_new_manager_finds_the_sandbox_with_one_request(
     manager: SandboxManager, local_server: LocalServer, daytona: Daytona
 ) -> None:

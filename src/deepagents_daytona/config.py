@@ -77,6 +77,10 @@ class DaytonaSettings(BaseSettings):
     snapshot: str | None = None
     """`DAYTONA_SNAPSHOT`: the snapshot new sandboxes are created from (`None` = Daytona's default)."""
 
+    backend_cache_size: int = Field(default=2048, ge=1)
+    """`DAYTONA_BACKEND_CACHE_SIZE`: threads whose backend a process keeps in memory (each about
+    15 KB). A thread past it is found again with one request on its next call."""
+
     execute_timeout: int = Field(default=30 * 60, ge=0)
     """`DAYTONA_EXECUTE_TIMEOUT`: seconds a command may run when the caller names none (0 = no limit)."""
 

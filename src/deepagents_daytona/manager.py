@@ -1,6 +1,7 @@
 """`SandboxManager`: one Daytona sandbox per LangGraph thread, found again without a database.
 
-A memory cache answers repeat calls with no request. Behind it, Daytona itself is the index:
+A memory cache answers repeat calls with no request; it is bounded (`backend_cache.py`), so a
+long-lived server keeps only its recent threads' backends. Behind it, Daytona itself is the index:
 a thread's sandbox has a deterministic name (a hash of the thread id) and labels that mark it
 as ours, so after a restart one `get(name)` finds it. A miss goes get-by-name -> start if
 stopped or archived -> otherwise create; a 409 on create (another process won the race) ->
@@ -34,6 +35,7 @@ from daytona import (
 )
 from daytona.common.volume import Volume
 
+from deepagents_daytona.backend_cache import BackendCache
 from deepagents_daytona.client import get_async_daytona, get_daytona
 from deepagents_daytona.config import DaytonaSettings, get_settings
 from deepagents_daytona.errors import SandboxGoneError, SandboxUnavailableError, read_failure
@@ -96,6 +98,17 @@ def _state(sandbox: Sandbox | AsyncSandbox) -> str:
     return str(getattr(sandbox.state, "value", sandbox.state) or "")
 
 
+class _Flight:
+    """One thread's resolution in this process: callers queue on `lock`; the last one out
+    removes it, so finished flights do not pile up."""
+
+    __slots__ = ("callers", "lock")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.callers = 0
+
+
 def _status(exc: BaseException) -> int | None:
     return read_failure(exc).status
 
@@ -113,10 +126,10 @@ class SandboxManager:
         self._daytona = daytona
         self._async_daytona = async_daytona
         self._retry = RetryPolicy(max_attempts=self.settings.max_attempts)
-        self._backends: dict[str, DaytonaSandboxBackend] = {}
-        self._async_backends: dict[str, DaytonaSandboxBackend] = {}
-        self._flight_locks: dict[str, threading.Lock] = {}
-        self._flight_locks_guard = threading.Lock()
+        self._backends: BackendCache[DaytonaSandboxBackend] = BackendCache(self.settings.backend_cache_size)
+        self._async_backends: BackendCache[DaytonaSandboxBackend] = BackendCache(self.settings.backend_cache_size)
+        self._flights: dict[str, _Flight] = {}
+        self._flights_guard = threading.Lock()
         self._async_flights: dict[tuple[int, str, str], asyncio.Task[Any]] = {}
         self._volume_id: str | None = None
         self._volume_lock = threading.Lock()
@@ -203,14 +216,23 @@ class SandboxManager:
         return self._resolve(self._files_spec())
 
     def _resolve(self, spec: SandboxSpec) -> DaytonaSandboxBackend:
-        with self._flight_locks_guard:
-            lock = self._flight_locks.setdefault(spec.cache_key, threading.Lock())
-        with lock:
-            backend = self._backends.get(spec.cache_key)
-            if backend is None:
-                backend = self._backend(spec, sandbox=self._find_or_create(spec))
-                self._backends[spec.cache_key] = backend
-            return backend
+        with self._flights_guard:
+            flight = self._flights.get(spec.cache_key)
+            if flight is None:
+                flight = self._flights[spec.cache_key] = _Flight()
+            flight.callers += 1
+        try:
+            with flight.lock:
+                backend = self._backends.get(spec.cache_key)
+                if backend is None:
+                    backend = self._backend(spec, sandbox=self._find_or_create(spec))
+                    self._backends.put(spec.cache_key, backend)
+                return backend
+        finally:
+            with self._flights_guard:
+                flight.callers -= 1
+                if not flight.callers:
+                    del self._flights[spec.cache_key]
 
     def _call(self, op: Callable[[], T]) -> T:
         return call_with_retry(op, policy=self._retry, idempotent=True, missing_is_routine=True, revive=lambda: False)
@@ -318,7 +340,7 @@ class SandboxManager:
         backend = self._async_backends.get(spec.cache_key)
         if backend is None:
             backend = self._backend(spec, async_sandbox=await self._afind_or_create(spec))
-            self._async_backends[spec.cache_key] = backend
+            self._async_backends.put(spec.cache_key, backend)
         return backend
 
     async def _acall(self, op: Callable[[], Awaitable[T]]) -> T:
@@ -400,12 +422,12 @@ class SandboxManager:
     # ---- invalidation and destruction ---------------------------------------------------------
     def forget(self, thread_id: str) -> None:
         """Drop the cached backends of a thread (its sandbox vanished, or was destroyed)."""
-        self._backends.pop(thread_id, None)
-        self._async_backends.pop(thread_id, None)
+        self._backends.pop(thread_id)
+        self._async_backends.pop(thread_id)
 
     def forget_files(self) -> None:
-        self._backends.pop(_FILES, None)
-        self._async_backends.pop(_FILES, None)
+        self._backends.pop(_FILES)
+        self._async_backends.pop(_FILES)
 
     def destroy_thread_backend(self, thread_id: str) -> bool:
         """Delete the thread's sandbox; `True` if one existed. The workspace on the volume stays."""
