@@ -18,6 +18,7 @@ from daytona import AsyncDaytona, Daytona, DaytonaConfig
 
 from conftest import plugin_settings
 from daytona_local.testing import LocalServer
+from deepagents_daytona.client import reset_clients
 from deepagents_daytona.manager import (
     MANAGED_LABEL,
     ROLE_FILES,
@@ -144,6 +145,57 @@ def test_two_processes_creating_the_volume_at_once_both_use_it() -> None:
         with ThreadPoolExecutor(2) as pool:
             assert len(set(pool.map(resolve, range(2)))) == 2
         assert [v.name for v in managers[0].daytona.volume.list()] == ["raced"]
+
+
+_LOOP_AFTER_LOOP = textwrap.dedent(
+    """
+    import asyncio, sys
+    from deepagents_daytona.manager import get_sandbox_manager
+
+    async def conversation_turn(word):
+        backend = await get_sandbox_manager().aget_thread_backend(sys.argv[1])
+        assert (await backend.awrite(word + ".txt", word + "\\n")).error is None
+        print((await backend.aexecute("cat *.txt")).output, flush=True)
+
+    asyncio.run(conversation_turn("first"))
+    asyncio.run(conversation_turn("second"))
+    """
+)
+
+
+def test_async_calls_work_from_one_event_loop_after_another(manager: SandboxManager, local_server: LocalServer) -> None:
+    env = {
+        **os.environ,
+        "DAYTONA_API_URL": local_server.api_url,
+        "DAYTONA_API_KEY": local_server.api_key,
+        "DAYTONA_SANDBOX_NAME_PREFIX": manager.settings.sandbox_name_prefix,
+    }
+    script = [sys.executable, "-X", "dev", "-c", _LOOP_AFTER_LOOP, "loop-after-loop"]
+    done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["first", "first", "second"]
+    assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_event_loops_in_two_threads_share_one_manager(local_server: LocalServer) -> None:
+    reset_clients()
+    manager = SandboxManager(plugin_settings(local_server))
+
+    async def turn(thread_id: str) -> tuple[str, str]:
+        backend = await manager.aget_thread_backend(thread_id)
+        assert await manager.aget_thread_backend(thread_id) is backend
+        return backend.id, (await backend.aexecute(f"echo {thread_id}")).output.strip()
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            runs = [pool.submit(asyncio.run, turn(t)) for t in ("shared", "shared", "other")]
+            (first_id, first), (second_id, second), (other_id, other) = (run.result() for run in runs)
+        assert first_id == second_id != other_id
+        assert (first, second, other) == ("shared", "shared", "other")
+    finally:
+        for sandbox in manager.list_sandboxes():
+            manager.delete_sandbox(sandbox.id)
+        reset_clients()
 
 
 def test_different_threads_get_different_sandboxes_in_parallel(manager: SandboxManager) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -137,11 +139,24 @@ def test_clients_are_shared_singletons_and_resettable(clean_env: Path, fresh_cli
     assert get_daytona(settings) is not seen[0]
 
 
-async def test_the_async_client_is_a_singleton(clean_env: Path, fresh_async_clients: None) -> None:
+async def test_the_async_client_is_one_per_event_loop(clean_env: Path, fresh_async_clients: None) -> None:
     settings = DaytonaSettings.from_env(api_key=_SECRET, api_url="http://127.0.0.1:9/api")
     client = get_async_daytona(settings)
     assert isinstance(client, AsyncDaytona)
     assert get_async_daytona() is client
+
+    async def from_another_loop() -> AsyncDaytona:
+        return get_async_daytona()
+
+    with ThreadPoolExecutor(1) as pool:
+        other = pool.submit(asyncio.run, from_another_loop()).result()
+    assert isinstance(other, AsyncDaytona) and other is not client
+    assert get_async_daytona() is client
+
+
+def test_the_async_client_needs_a_running_loop(clean_env: Path, fresh_clients: None) -> None:
+    with pytest.raises(RuntimeError, match="needs a running event loop"):
+        get_async_daytona(DaytonaSettings.from_env(api_key=_SECRET))
 
 
 async def test_clients_reach_the_server(local_server: object, clean_env: Path, fresh_async_clients: None) -> None:

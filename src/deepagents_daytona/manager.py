@@ -127,7 +127,10 @@ class SandboxManager:
         self._async_daytona = async_daytona
         self._retry = RetryPolicy(max_attempts=self.settings.max_attempts)
         self._backends: BackendCache[DaytonaSandboxBackend] = BackendCache(self.settings.backend_cache_size)
-        self._async_backends: BackendCache[DaytonaSandboxBackend] = BackendCache(self.settings.backend_cache_size)
+        # Async backends hold SDK objects bound to one event loop's session: a cache per loop.
+        self._loop_caches: dict[asyncio.AbstractEventLoop, BackendCache[DaytonaSandboxBackend]] = {}
+        self._loop_caches_guard = threading.Lock()
+        self._last_loop_cache: tuple[asyncio.AbstractEventLoop, BackendCache[DaytonaSandboxBackend]] | None = None
         self._flights: dict[str, _Flight] = {}
         self._flights_guard = threading.Lock()
         self._async_flights: dict[tuple[int, str, str], asyncio.Task[Any]] = {}
@@ -143,9 +146,8 @@ class SandboxManager:
 
     @property
     def async_daytona(self) -> AsyncDaytona:
-        if self._async_daytona is None:
-            self._async_daytona = get_async_daytona(self.settings)
-        return self._async_daytona
+        """The client given to the manager, else the running event loop's own."""
+        return self._async_daytona or get_async_daytona(self.settings)
 
     # ---- naming -------------------------------------------------------------------------------
     def thread_key(self, thread_id: str) -> str:
@@ -310,16 +312,32 @@ class SandboxManager:
 
     # ---- async resolution ---------------------------------------------------------------------
     async def aget_thread_backend(self, thread_id: str) -> DaytonaSandboxBackend:
-        backend = self._async_backends.get(thread_id)
+        backend = self._async_backends().get(thread_id)
         if backend is not None:
             return backend
         return await self._aresolve(self._thread_spec(thread_id))
 
     async def aget_files_backend(self) -> DaytonaSandboxBackend:
-        backend = self._async_backends.get(_FILES)
+        backend = self._async_backends().get(_FILES)
         if backend is not None:
             return backend
         return await self._aresolve(self._files_spec())
+
+    def _async_backends(self) -> BackendCache[DaytonaSandboxBackend]:
+        """The running loop's cache; the last one used is kept at hand, so a hit takes no lock.
+        A closed loop's cache goes when the next new loop arrives."""
+        loop = asyncio.get_running_loop()
+        last = self._last_loop_cache
+        if last is not None and last[0] is loop:
+            return last[1]
+        with self._loop_caches_guard:
+            cache = self._loop_caches.get(loop)
+            if cache is None:
+                for closed in [other for other in self._loop_caches if other.is_closed()]:
+                    del self._loop_caches[closed]
+                cache = self._loop_caches[loop] = BackendCache(self.settings.backend_cache_size)
+        self._last_loop_cache = (loop, cache)
+        return cache
 
     async def _aresolve(self, spec: SandboxSpec) -> DaytonaSandboxBackend:
         return await self._single_flight(("sandbox", spec.cache_key), lambda: self._aresolve_once(spec))
@@ -337,10 +355,11 @@ class SandboxManager:
         return await asyncio.shield(task)
 
     async def _aresolve_once(self, spec: SandboxSpec) -> DaytonaSandboxBackend:
-        backend = self._async_backends.get(spec.cache_key)
+        cache = self._async_backends()
+        backend = cache.get(spec.cache_key)
         if backend is None:
             backend = self._backend(spec, async_sandbox=await self._afind_or_create(spec))
-            self._async_backends.put(spec.cache_key, backend)
+            cache.put(spec.cache_key, backend)
         return backend
 
     async def _acall(self, op: Callable[[], Awaitable[T]]) -> T:
@@ -422,12 +441,16 @@ class SandboxManager:
     # ---- invalidation and destruction ---------------------------------------------------------
     def forget(self, thread_id: str) -> None:
         """Drop the cached backends of a thread (its sandbox vanished, or was destroyed)."""
-        self._backends.pop(thread_id)
-        self._async_backends.pop(thread_id)
+        for cache in self._all_caches():
+            cache.pop(thread_id)
 
     def forget_files(self) -> None:
-        self._backends.pop(_FILES)
-        self._async_backends.pop(_FILES)
+        for cache in self._all_caches():
+            cache.pop(_FILES)
+
+    def _all_caches(self) -> list[BackendCache[DaytonaSandboxBackend]]:
+        with self._loop_caches_guard:
+            return [self._backends, *self._loop_caches.values()]
 
     def destroy_thread_backend(self, thread_id: str) -> bool:
         """Delete the thread's sandbox; `True` if one existed. The workspace on the volume stays."""
