@@ -131,6 +131,23 @@ def test_session_sync_command_splits_stdout_stderr_and_exit_code(sandbox: Sandbo
         sandbox.process.delete_session(sid)
 
 
+def test_session_log_interleaves_marked_lines_in_arrival_order(sandbox: Sandbox) -> None:
+    sid = session_id()
+    sandbox.process.create_session(sid)
+    try:
+        script = "echo out-1; sleep 0.2; echo err-1 >&2; sleep 0.2; printf out-2"
+        reply = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command=script))
+        expected = "\x01\x01\x01out-1\n\x02\x02\x02err-1\n\x01\x01\x01out-2\n"  # a last line gains its newline
+        assert reply.output == expected
+        logs = sandbox.process.get_session_command_logs(sid, reply.cmd_id)
+        assert (logs.output, logs.stdout, logs.stderr) == (expected, "out-1\nout-2\n", "err-1\n")
+        many = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="seq 3000; echo done >&2"))
+        assert many.stdout == "".join(f"{n}\n" for n in range(1, 3001)), "a sync reply carries the whole log"
+        assert many.stderr == "done\n"
+    finally:
+        sandbox.process.delete_session(sid)
+
+
 def test_session_async_command_finishes_later_with_logs(sandbox: Sandbox) -> None:
     sid = session_id()
     sandbox.process.create_session(sid)

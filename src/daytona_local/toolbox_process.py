@@ -2,8 +2,9 @@
 
 `execute` writes the command to a fresh shell's stdin (no `-c`, no argv splitting) and returns the
 combined output. A session is one long-lived shell: each command is sourced inside it, so `cd`,
-`export` and functions persist, with its output and exit code kept in files under the sandbox's
-/tmp/.daytona/sessions, read back through the sandbox's own view of the filesystem.
+`export` and functions persist. Its log (each line marked stdout or stderr, in arrival order) and
+exit code are kept in files under the sandbox's /tmp/.daytona/sessions, read back through the
+sandbox's own view of the filesystem.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ SESSIONS_DIR = "/tmp/.daytona/sessions"
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 STDOUT_MARK, STDERR_MARK = "\x01\x01\x01", "\x02\x02\x02"
 POLL_SECONDS = 0.01
+DRAIN_SECONDS = 1.0
 SESSION_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 LANGUAGES = {"python": ["python3", "-c"], "javascript": ["node", "-e"]}
 
@@ -226,18 +228,51 @@ def _exit_code(files: SandboxFiles, session: Session, command: SessionCommand) -
 
 
 def _logs(files: SandboxFiles, session: Session, command: SessionCommand) -> dict[str, str]:
-    base = f"{session.directory}/{command.id}"
-    stdout = _read_text(files, f"{base}/stdout") or ""
-    stderr = _read_text(files, f"{base}/stderr") or ""
+    """The command's log so far: every line marked with its stream, in the order lines arrived."""
+    output = _read_text(files, f"{session.directory}/{command.id}/output.log") or ""
+    streams: dict[str, list[str]] = {STDOUT_MARK: [], STDERR_MARK: []}
+    for line in output.splitlines(keepends=True):
+        lines = streams.get(line[: len(STDOUT_MARK)])
+        if lines is not None:
+            lines.append(line[len(STDOUT_MARK) :])
+    return {"output": output, "stdout": "".join(streams[STDOUT_MARK]), "stderr": "".join(streams[STDERR_MARK])}
 
-    def marked(text: str, mark: str) -> str:
-        return "".join(mark + line + "\n" for line in text.splitlines())
 
-    return {
-        "output": marked(stdout, STDOUT_MARK) + marked(stderr, STDERR_MARK),
-        "stdout": stdout,
-        "stderr": stderr,
-    }
+def _wrapper(directory: str) -> str:
+    """What the session shell runs for one command, as the daemon does it.
+
+    The command is sourced in the shell itself (so its state persists), its stdout and stderr
+    going to two FIFOs. A reader per FIFO marks every line with its stream and appends it to one
+    `output.log`, so lines interleave in arrival order; a last line without a newline gains one.
+    As on Daytona, the exit code is written when the command ends, before the readers have
+    drained; they remove the FIFOs when done. The helper variables are unset again."""
+    d = shlex.quote(directory)
+    out, err = f"{d}/stdout.pipe", f"{d}/stderr.pipe"
+
+    def reader(pipe: str, mark: str) -> str:
+        octal = "".join(f"\\{ord(c):03o}" for c in mark)
+        return (
+            f'( while IFS= read -r __dtl_line || [ -n "$__dtl_line" ]; do printf \'{octal}%s\\n\' "$__dtl_line"; '
+            f"done < {pipe} >> {d}/output.log )"
+        )
+
+    return (
+        f"if mkfifo {out} {err}; then {reader(out, STDOUT_MARK)} & __dtl_out=$!; {reader(err, STDERR_MARK)} & "
+        f'__dtl_err=$!; {{ . {d}/cmd.sh; }} < /dev/null > {out} 2> {err}; echo "$?" > {d}/exit_code; '
+        f'wait "$__dtl_out" "$__dtl_err"; rm -f {out} {err}; unset __dtl_out __dtl_err; '
+        f"else echo 1 > {d}/exit_code; fi\n"
+    )
+
+
+def _draining(files: SandboxFiles, session: Session, command: SessionCommand) -> bool:
+    """Whether the command's line readers are still at work (their FIFOs still exist)."""
+    if session.shell.exited.done():
+        return False
+    try:
+        files.info(f"{session.directory}/{command.id}/stdout.pipe")
+    except DaemonError:
+        return False
+    return True
 
 
 @router.post("/process/session", status_code=201)
@@ -321,13 +356,9 @@ async def session_exec(request: Request, sandbox_id: str, session_id: str) -> JS
             handle.write(text.encode() + b"\n")
 
     await run_in_threadpool(prepare)
-    quoted = shlex.quote(directory)
-    wrapper = (
-        f"{{ . {quoted}/cmd.sh; }} < /dev/null > {quoted}/stdout 2> {quoted}/stderr; echo $? > {quoted}/exit_code\n"
-    )
     session.commands[command.id] = command
     try:
-        await run_in_threadpool(os.write, session.stdin, wrapper.encode())
+        await run_in_threadpool(os.write, session.stdin, _wrapper(directory).encode())
     except OSError:
         raise DaemonError(410, "gone: session shell has exited", "SESSION_ENDED") from None
     if run_async:
@@ -336,6 +367,13 @@ async def session_exec(request: Request, sandbox_id: str, session_id: str) -> JS
             status_code=202,
         )
     while await run_in_threadpool(_exit_code, files, session, command) is None:
+        await asyncio.sleep(POLL_SECONDS)
+    # Daytona reads the log as soon as the exit code appears and may miss the last lines; a
+    # reply here waits, briefly, for the readers (a background process can hold them open).
+    drained_by = asyncio.get_running_loop().time() + DRAIN_SECONDS
+    while asyncio.get_running_loop().time() < drained_by and await run_in_threadpool(
+        _draining, files, session, command
+    ):
         await asyncio.sleep(POLL_SECONDS)
     logs = await run_in_threadpool(_logs, files, session, command)
     return JSONResponse({"cmdId": command.id, **logs, "exitCode": command.exit_code})
