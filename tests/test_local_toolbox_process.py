@@ -167,6 +167,49 @@ def test_session_async_command_finishes_later_with_logs(sandbox: Sandbox) -> Non
         sandbox.process.delete_session(sid)
 
 
+def _wait_for_exit(sandbox: Sandbox, sid: str, cmd_id: str) -> int:
+    deadline = time.monotonic() + 30
+    while (code := sandbox.process.get_session_command(sid, cmd_id).exit_code) is None:
+        assert time.monotonic() < deadline, "the command never finished"
+        time.sleep(0.05)
+    return code
+
+
+def test_session_async_command_reads_input_echoed_into_its_log(sandbox: Sandbox) -> None:
+    sid = session_id()
+    sandbox.process.create_session(sid)
+    try:
+        started = sandbox.process.execute_session_command(
+            sid, SessionExecuteRequest(command='read first; read second; echo "got $first+$second"', run_async=True)
+        )
+        time.sleep(0.3)
+        assert sandbox.process.get_session_command(sid, started.cmd_id).exit_code is None, "stdin stays open"
+        sandbox.process.send_session_command_input(sid, started.cmd_id, "one")
+        sandbox.process.send_session_command_input(sid, started.cmd_id, "two\n")
+        assert _wait_for_exit(sandbox, sid, started.cmd_id) == 0
+        logs = sandbox.process.get_session_command_logs(sid, started.cmd_id)
+        assert logs.stdout == "one\ntwo\ngot one+two\n"
+        with pytest.raises(DaytonaError, match="already completed with exit code 0"):
+            sandbox.process.send_session_command_input(sid, started.cmd_id, "late")
+    finally:
+        sandbox.process.delete_session(sid)
+
+
+def test_session_input_echo_can_be_suppressed(sandbox: Sandbox) -> None:
+    sid = session_id()
+    sandbox.process.create_session(sid)
+    try:
+        request = SessionExecuteRequest(
+            command="read secret; echo ${#secret}", run_async=True, suppress_input_echo=True
+        )
+        started = sandbox.process.execute_session_command(sid, request)
+        sandbox.process.send_session_command_input(sid, started.cmd_id, "hunter2")
+        assert _wait_for_exit(sandbox, sid, started.cmd_id) == 0
+        assert sandbox.process.get_session_command_logs(sid, started.cmd_id).stdout == "7\n"
+    finally:
+        sandbox.process.delete_session(sid)
+
+
 def test_session_listing_and_deletion(sandbox: Sandbox) -> None:
     sid = session_id()
     sandbox.process.create_session(sid)

@@ -351,6 +351,35 @@ class SandboxFiles:
             raise os_error(exc, path) from exc
         return os.fdopen(fd, "wb")
 
+    def open_append(self, path: str) -> BinaryIO:
+        """Append to an existing regular file (a session command's log)."""
+        target = self.target(path)
+        try:
+            self._writable(target)
+            with parent_of(target) as (parent, name):
+                fd = open_regular_for_write(parent, name, os.O_APPEND)
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+        return os.fdopen(fd, "ab")
+
+    def make_fifo(self, path: str) -> BinaryIO:
+        """Create a FIFO owned by the sandbox user and hold it open for reading and writing: its
+        reader in the sandbox opens at once and never sees end-of-file while the server holds it
+        (a session command's stdin, fed by `/input`). Writes do not block: a full pipe raises."""
+        target = self.target(path)
+        try:
+            self._writable(target)
+            with parent_of(target) as (parent, name):
+                os.mkfifo(name, 0o600, dir_fd=parent)
+                self._chown(parent, name)
+                fd = os.open(name, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=parent)
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise OSError(errno.EINVAL, "not a FIFO")
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+        return os.fdopen(fd, "wb", buffering=0)
+
     def delete(self, path: str, recursive: bool) -> None:
         target = self.target(path, follow=False)
         try:

@@ -18,6 +18,7 @@ import signal
 import uuid
 import weakref
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -38,6 +39,7 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 STDOUT_MARK, STDERR_MARK = "\x01\x01\x01", "\x02\x02\x02"
 POLL_SECONDS = 0.01
 DRAIN_SECONDS = 1.0
+COMPLETED = "COMMAND_ALREADY_COMPLETED"
 SESSION_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 LANGUAGES = {"python": ["python3", "-c"], "javascript": ["node", "-e"]}
 
@@ -171,6 +173,14 @@ class SessionCommand:
     id: str
     command: str
     exit_code: int | None = None
+    stdin: BinaryIO | None = None
+    """An async command's stdin FIFO, held open by the server until the command ends (`/input`)."""
+    echo_input: bool = True
+
+    def close_stdin(self) -> None:
+        if self.stdin is not None:
+            self.stdin.close()
+            self.stdin = None
 
 
 @dataclass
@@ -224,6 +234,8 @@ def _exit_code(files: SandboxFiles, session: Session, command: SessionCommand) -
         elif session.shell.exited.done():
             # `exit` inside a command ends the session shell itself; its status is the command's.
             command.exit_code = session.shell.exited.result() if not session.shell.exited.exception() else -1
+    if command.exit_code is not None:
+        command.close_stdin()
     return command.exit_code
 
 
@@ -238,11 +250,11 @@ def _logs(files: SandboxFiles, session: Session, command: SessionCommand) -> dic
     return {"output": output, "stdout": "".join(streams[STDOUT_MARK]), "stderr": "".join(streams[STDERR_MARK])}
 
 
-def _wrapper(directory: str) -> str:
+def _wrapper(directory: str, stdin: str) -> str:
     """What the session shell runs for one command, as the daemon does it.
 
-    The command is sourced in the shell itself (so its state persists), its stdout and stderr
-    going to two FIFOs. A reader per FIFO marks every line with its stream and appends it to one
+    The command is sourced in the shell itself (so its state persists), its stdin from `stdin`,
+    its stdout and stderr going to two FIFOs. A reader per FIFO marks every line with its stream and appends it to one
     `output.log`, so lines interleave in arrival order; a last line without a newline gains one.
     As on Daytona, the exit code is written when the command ends, before the readers have
     drained; they remove the FIFOs when done. The helper variables are unset again."""
@@ -258,7 +270,7 @@ def _wrapper(directory: str) -> str:
 
     return (
         f"if mkfifo {out} {err}; then {reader(out, STDOUT_MARK)} & __dtl_out=$!; {reader(err, STDERR_MARK)} & "
-        f'__dtl_err=$!; {{ . {d}/cmd.sh; }} < /dev/null > {out} 2> {err}; echo "$?" > {d}/exit_code; '
+        f'__dtl_err=$!; {{ . {d}/cmd.sh; }} < {shlex.quote(stdin)} > {out} 2> {err}; echo "$?" > {d}/exit_code; '
         f'wait "$__dtl_out" "$__dtl_err"; rm -f {out} {err}; unset __dtl_out __dtl_err; '
         f"else echo 1 > {d}/exit_code; fi\n"
     )
@@ -347,18 +359,24 @@ async def session_exec(request: Request, sandbox_id: str, session_id: str) -> JS
         raise DaemonError(400, "bad request: command cannot be empty or whitespace-only")
     run_async = bool(body.get("runAsync") or body.get("async"))
     files = service.files(record)
-    command = SessionCommand(str(uuid.uuid4()), text)
+    command = SessionCommand(str(uuid.uuid4()), text, echo_input=not body.get("suppressInputEcho"))
     directory = f"{session.directory}/{command.id}"
+    # A sync command reads an empty stdin; an async one a FIFO that `/input` feeds, open until it ends.
+    stdin = f"{directory}/stdin.pipe" if run_async else "/dev/null"
 
     def prepare() -> None:
         files.make_folder(directory, "700")
         with files.open_write(f"{directory}/cmd.sh") as handle:
             handle.write(text.encode() + b"\n")
+        with files.open_write(f"{directory}/output.log"):
+            pass
+        if run_async:
+            command.stdin = files.make_fifo(stdin)
 
     await run_in_threadpool(prepare)
     session.commands[command.id] = command
     try:
-        await run_in_threadpool(os.write, session.stdin, _wrapper(directory).encode())
+        await run_in_threadpool(os.write, session.stdin, _wrapper(directory, stdin).encode())
     except OSError:
         raise DaemonError(410, "gone: session shell has exited", "SESSION_ENDED") from None
     if run_async:
@@ -397,11 +415,56 @@ async def command_logs(request: Request, sandbox_id: str, session_id: str, comma
     return JSONResponse(await run_in_threadpool(_logs, service.files(record), session, command))
 
 
+@router.post("/process/session/{session_id}/command/{command_id}/input", status_code=204)
+async def command_input(request: Request, sandbox_id: str, session_id: str, command_id: str) -> Response:
+    """Feed a running async command's stdin (a newline is added when missing) and, unless the
+    command was started with `suppressInputEcho`, echo the data into its log as stdout."""
+    service, record, container = running(request, sandbox_id)
+    session, command = find_command(container, session_id, command_id)
+    data = (await read_json(request)).get("data")
+    if not isinstance(data, str):
+        raise DaemonError(400, "bad request: data must be a string")
+    files = service.files(record)
+    code = await run_in_threadpool(_exit_code, files, session, command)
+    if code is not None:
+        raise DaemonError(
+            410, f"gone: command has already completed with exit code {code}", "COMMAND_ALREADY_COMPLETED"
+        )
+    if command.stdin is None:
+        raise DaemonError(410, "gone: command does not read input", "COMMAND_ALREADY_COMPLETED")
+    payload = (data if data.endswith("\n") else data + "\n").encode()
+    if command.echo_input:  # first, so the echo comes before whatever the command answers
+        marked = "".join(STDOUT_MARK + line for line in payload.decode().splitlines(keepends=True))
+        await run_in_threadpool(_append, files, f"{session.directory}/{command.id}/output.log", marked.encode())
+    await _feed(command, payload)
+    return Response(status_code=204)
+
+
+async def _feed(command: SessionCommand, payload: bytes) -> None:
+    """Write to the command's stdin FIFO without blocking the loop, waiting while the pipe is full;
+    a command that ends meanwhile answers 410."""
+    view = memoryview(payload)
+    while view:
+        if command.stdin is None:
+            raise DaemonError(410, "gone: command has completed", COMPLETED)
+        try:
+            view = view[command.stdin.write(view) or 0 :]
+        except BlockingIOError:
+            await asyncio.sleep(POLL_SECONDS)
+
+
+def _append(files: SandboxFiles, path: str, data: bytes) -> None:
+    with files.open_append(path) as handle:
+        handle.write(data)
+
+
 @router.delete("/process/session/{session_id}")
 async def delete_session(request: Request, sandbox_id: str, session_id: str) -> Response:
     service, record, container = running(request, sandbox_id)
     session = find_session(container, session_id)
     del sessions_of(container)[session_id]
+    for command in session.commands.values():
+        command.close_stdin()
     with contextlib.suppress(OSError):
         os.close(session.stdin)
     container.kill(session.shell, signal.SIGTERM)
