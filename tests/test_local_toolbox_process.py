@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +38,16 @@ async def async_sandbox(async_daytona: AsyncDaytona, sandbox: Sandbox) -> AsyncI
 
 def session_id() -> str:
     return f"s-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def sid(sandbox: Sandbox) -> Iterator[str]:
+    """A new session in the module's sandbox, deleted after the test."""
+    created = session_id()
+    sandbox.process.create_session(created)
+    yield created
+    with contextlib.suppress(DaytonaNotFoundError):
+        sandbox.process.delete_session(created)
 
 
 # ---- execute ------------------------------------------------------------------------------------
@@ -98,73 +109,53 @@ def test_code_run_runs_python_with_argv_and_env(sandbox: Sandbox) -> None:
 
 
 # ---- sessions -----------------------------------------------------------------------------------
-def test_session_keeps_cwd_and_exported_variables_between_commands(sandbox: Sandbox) -> None:
-    sid = session_id()
-    sandbox.process.create_session(sid)
-    try:
-        go = SessionExecuteRequest(command="mkdir -p /tmp/sess && cd /tmp/sess")
-        sandbox.process.execute_session_command(sid, go)
-        sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="export COLOR=blue; plain=1"))
-        reply = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="echo $(pwd) $COLOR $plain"))
-        assert reply.exit_code == 0
-        assert reply.stdout.strip() == "/tmp/sess blue 1"
-    finally:
-        sandbox.process.delete_session(sid)
+def test_session_keeps_cwd_and_exported_variables_between_commands(sandbox: Sandbox, sid: str) -> None:
+    go = SessionExecuteRequest(command="mkdir -p /tmp/sess && cd /tmp/sess")
+    sandbox.process.execute_session_command(sid, go)
+    sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="export COLOR=blue; plain=1"))
+    reply = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="echo $(pwd) $COLOR $plain"))
+    assert reply.exit_code == 0
+    assert reply.stdout.strip() == "/tmp/sess blue 1"
 
 
-def test_session_sync_command_splits_stdout_stderr_and_exit_code(sandbox: Sandbox) -> None:
-    sid = session_id()
-    sandbox.process.create_session(sid)
-    try:
-        reply = sandbox.process.execute_session_command(
-            sid, SessionExecuteRequest(command="echo to-out; echo to-err >&2; exit_with() { return $1; }; exit_with 5")
-        )
-        assert reply.exit_code == 5
-        assert reply.stdout == "to-out\n"
-        assert reply.stderr == "to-err\n"
-        logs = sandbox.process.get_session_command_logs(sid, reply.cmd_id)
-        assert (logs.stdout, logs.stderr) == ("to-out\n", "to-err\n")
-        command = sandbox.process.get_session_command(sid, reply.cmd_id)
-        assert command.exit_code == 5
-        assert [c.id for c in sandbox.process.get_session(sid).commands] == [reply.cmd_id]
-    finally:
-        sandbox.process.delete_session(sid)
+def test_session_sync_command_splits_stdout_stderr_and_exit_code(sandbox: Sandbox, sid: str) -> None:
+    reply = sandbox.process.execute_session_command(
+        sid, SessionExecuteRequest(command="echo to-out; echo to-err >&2; exit_with() { return $1; }; exit_with 5")
+    )
+    assert reply.exit_code == 5
+    assert reply.stdout == "to-out\n"
+    assert reply.stderr == "to-err\n"
+    logs = sandbox.process.get_session_command_logs(sid, reply.cmd_id)
+    assert (logs.stdout, logs.stderr) == ("to-out\n", "to-err\n")
+    command = sandbox.process.get_session_command(sid, reply.cmd_id)
+    assert command.exit_code == 5
+    assert [c.id for c in sandbox.process.get_session(sid).commands] == [reply.cmd_id]
 
 
-def test_session_log_interleaves_marked_lines_in_arrival_order(sandbox: Sandbox) -> None:
-    sid = session_id()
-    sandbox.process.create_session(sid)
-    try:
-        script = "echo out-1; sleep 0.2; echo err-1 >&2; sleep 0.2; printf out-2"
-        reply = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command=script))
-        expected = "\x01\x01\x01out-1\n\x02\x02\x02err-1\n\x01\x01\x01out-2\n"  # a last line gains its newline
-        assert reply.output == expected
-        logs = sandbox.process.get_session_command_logs(sid, reply.cmd_id)
-        assert (logs.output, logs.stdout, logs.stderr) == (expected, "out-1\nout-2\n", "err-1\n")
-        many = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="seq 3000; echo done >&2"))
-        assert many.stdout == "".join(f"{n}\n" for n in range(1, 3001)), "a sync reply carries the whole log"
-        assert many.stderr == "done\n"
-    finally:
-        sandbox.process.delete_session(sid)
+def test_session_log_interleaves_marked_lines_in_arrival_order(sandbox: Sandbox, sid: str) -> None:
+    script = "echo out-1; sleep 0.2; echo err-1 >&2; sleep 0.2; printf out-2"
+    reply = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command=script))
+    expected = "\x01\x01\x01out-1\n\x02\x02\x02err-1\n\x01\x01\x01out-2\n"  # a last line gains its newline
+    assert reply.output == expected
+    logs = sandbox.process.get_session_command_logs(sid, reply.cmd_id)
+    assert (logs.output, logs.stdout, logs.stderr) == (expected, "out-1\nout-2\n", "err-1\n")
+    many = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="seq 3000; echo done >&2"))
+    assert many.stdout == "".join(f"{n}\n" for n in range(1, 3001)), "a sync reply carries the whole log"
+    assert many.stderr == "done\n"
 
 
-def test_session_async_command_finishes_later_with_logs(sandbox: Sandbox) -> None:
-    sid = session_id()
-    sandbox.process.create_session(sid)
-    try:
-        started = sandbox.process.execute_session_command(
-            sid, SessionExecuteRequest(command="sleep 0.3; echo finished; exit 0", run_async=True)
-        )
-        assert started.exit_code is None
+def test_session_async_command_finishes_later_with_logs(sandbox: Sandbox, sid: str) -> None:
+    started = sandbox.process.execute_session_command(
+        sid, SessionExecuteRequest(command="sleep 0.3; echo finished; exit 0", run_async=True)
+    )
+    assert started.exit_code is None
+    command = sandbox.process.get_session_command(sid, started.cmd_id)
+    deadline = time.monotonic() + 30
+    while command.exit_code is None and time.monotonic() < deadline:
+        time.sleep(0.05)
         command = sandbox.process.get_session_command(sid, started.cmd_id)
-        deadline = time.monotonic() + 30
-        while command.exit_code is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-            command = sandbox.process.get_session_command(sid, started.cmd_id)
-        assert command.exit_code == 0
-        assert sandbox.process.get_session_command_logs(sid, started.cmd_id).stdout == "finished\n"
-    finally:
-        sandbox.process.delete_session(sid)
+    assert command.exit_code == 0
+    assert sandbox.process.get_session_command_logs(sid, started.cmd_id).stdout == "finished\n"
 
 
 def _wait_for_exit(sandbox: Sandbox, sid: str, cmd_id: str) -> int:
@@ -175,39 +166,27 @@ def _wait_for_exit(sandbox: Sandbox, sid: str, cmd_id: str) -> int:
     return code
 
 
-def test_session_async_command_reads_input_echoed_into_its_log(sandbox: Sandbox) -> None:
-    sid = session_id()
-    sandbox.process.create_session(sid)
-    try:
-        started = sandbox.process.execute_session_command(
-            sid, SessionExecuteRequest(command='read first; read second; echo "got $first+$second"', run_async=True)
-        )
-        time.sleep(0.3)
-        assert sandbox.process.get_session_command(sid, started.cmd_id).exit_code is None, "stdin stays open"
-        sandbox.process.send_session_command_input(sid, started.cmd_id, "one")
-        sandbox.process.send_session_command_input(sid, started.cmd_id, "two\n")
-        assert _wait_for_exit(sandbox, sid, started.cmd_id) == 0
-        logs = sandbox.process.get_session_command_logs(sid, started.cmd_id)
-        assert logs.stdout == "one\ntwo\ngot one+two\n"
-        with pytest.raises(DaytonaError, match="already completed with exit code 0"):
-            sandbox.process.send_session_command_input(sid, started.cmd_id, "late")
-    finally:
-        sandbox.process.delete_session(sid)
+def test_session_async_command_reads_input_echoed_into_its_log(sandbox: Sandbox, sid: str) -> None:
+    started = sandbox.process.execute_session_command(
+        sid, SessionExecuteRequest(command='read first; read second; echo "got $first+$second"', run_async=True)
+    )
+    time.sleep(0.3)
+    assert sandbox.process.get_session_command(sid, started.cmd_id).exit_code is None, "stdin stays open"
+    sandbox.process.send_session_command_input(sid, started.cmd_id, "one")
+    sandbox.process.send_session_command_input(sid, started.cmd_id, "two\n")
+    assert _wait_for_exit(sandbox, sid, started.cmd_id) == 0
+    logs = sandbox.process.get_session_command_logs(sid, started.cmd_id)
+    assert logs.stdout == "one\ntwo\ngot one+two\n"
+    with pytest.raises(DaytonaError, match="already completed with exit code 0"):
+        sandbox.process.send_session_command_input(sid, started.cmd_id, "late")
 
 
-def test_session_input_echo_can_be_suppressed(sandbox: Sandbox) -> None:
-    sid = session_id()
-    sandbox.process.create_session(sid)
-    try:
-        request = SessionExecuteRequest(
-            command="read secret; echo ${#secret}", run_async=True, suppress_input_echo=True
-        )
-        started = sandbox.process.execute_session_command(sid, request)
-        sandbox.process.send_session_command_input(sid, started.cmd_id, "hunter2")
-        assert _wait_for_exit(sandbox, sid, started.cmd_id) == 0
-        assert sandbox.process.get_session_command_logs(sid, started.cmd_id).stdout == "7\n"
-    finally:
-        sandbox.process.delete_session(sid)
+def test_session_input_echo_can_be_suppressed(sandbox: Sandbox, sid: str) -> None:
+    request = SessionExecuteRequest(command="read secret; echo ${#secret}", run_async=True, suppress_input_echo=True)
+    started = sandbox.process.execute_session_command(sid, request)
+    sandbox.process.send_session_command_input(sid, started.cmd_id, "hunter2")
+    assert _wait_for_exit(sandbox, sid, started.cmd_id) == 0
+    assert sandbox.process.get_session_command_logs(sid, started.cmd_id).stdout == "7\n"
 
 
 def test_session_listing_and_deletion(sandbox: Sandbox) -> None:
@@ -220,27 +199,17 @@ def test_session_listing_and_deletion(sandbox: Sandbox) -> None:
         sandbox.process.get_session(sid)
 
 
-def test_duplicate_session_id_is_refused(sandbox: Sandbox) -> None:
-    sid = session_id()
-    sandbox.process.create_session(sid)
-    try:
-        with pytest.raises(DaytonaError) as raised:
-            sandbox.process.create_session(sid)
-        assert raised.value.status_code == 409
-    finally:
-        sandbox.process.delete_session(sid)
+def test_duplicate_session_id_is_refused(sandbox: Sandbox, sid: str) -> None:
+    with pytest.raises(DaytonaError) as raised:
+        sandbox.process.create_session(sid)
+    assert raised.value.status_code == 409
 
 
-def test_unknown_session_and_command_are_not_found(sandbox: Sandbox) -> None:
+def test_unknown_session_and_command_are_not_found(sandbox: Sandbox, sid: str) -> None:
     with pytest.raises(DaytonaNotFoundError):
         sandbox.process.execute_session_command("no-such-session", SessionExecuteRequest(command="true"))
-    sid = session_id()
-    sandbox.process.create_session(sid)
-    try:
-        with pytest.raises(DaytonaNotFoundError):
-            sandbox.process.get_session_command(sid, str(uuid.uuid4()))
-    finally:
-        sandbox.process.delete_session(sid)
+    with pytest.raises(DaytonaNotFoundError):
+        sandbox.process.get_session_command(sid, str(uuid.uuid4()))
 
 
 # ---- async client -------------------------------------------------------------------------------
