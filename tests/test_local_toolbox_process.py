@@ -21,6 +21,10 @@ from daytona import (
     Sandbox,
     SessionExecuteRequest,
 )
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from daytona_local.testing import LocalServer
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +191,55 @@ def test_session_input_echo_can_be_suppressed(sandbox: Sandbox, sid: str) -> Non
     sandbox.process.send_session_command_input(sid, started.cmd_id, "hunter2")
     assert _wait_for_exit(sandbox, sid, started.cmd_id) == 0
     assert sandbox.process.get_session_command_logs(sid, started.cmd_id).stdout == "7\n"
+
+
+def test_followed_logs_stream_while_the_command_runs(sandbox: Sandbox, sid: str) -> None:
+    """The command waits for an answer to its first line, so it can only end if that line was
+    streamed to us while it ran."""
+    script = 'echo ready; read answer; echo "got $answer" >&2; echo bye'
+    started = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command=script, run_async=True))
+    out: list[str] = []
+    err: list[str] = []
+
+    def on_stdout(chunk: str) -> None:
+        out.append(chunk)
+        if chunk.startswith("ready"):
+            sandbox.process.send_session_command_input(sid, started.cmd_id, "go")
+
+    asyncio.run(sandbox.process.get_session_command_logs_async(sid, started.cmd_id, on_stdout, err.append))
+    assert "".join(out) == "ready\ngo\nbye\n"
+    assert "".join(err) == "got go\n"
+
+
+async def test_followed_logs_with_the_async_client(async_sandbox: AsyncSandbox) -> None:
+    sid = session_id()
+    await async_sandbox.process.create_session(sid)
+    try:
+        request = SessionExecuteRequest(command="echo ready; read answer; echo $answer done", run_async=True)
+        started = await async_sandbox.process.execute_session_command(sid, request)
+        out: list[str] = []
+
+        async def on_stdout(chunk: str) -> None:
+            out.append(chunk)
+            if chunk.startswith("ready"):
+                await async_sandbox.process.send_session_command_input(sid, started.cmd_id, "all")
+
+        await async_sandbox.process.get_session_command_logs_async(sid, started.cmd_id, on_stdout, out.append)
+        assert "".join(out) == "ready\nall\nall done\n"
+    finally:
+        await async_sandbox.process.delete_session(sid)
+
+
+def test_followed_logs_need_the_api_key(local_server: LocalServer, sandbox: Sandbox, sid: str) -> None:
+    started = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="echo private"))
+    toolbox = local_server.api_url.replace("http", "ws", 1).removesuffix("/api") + f"/toolbox/{sandbox.id}"
+    url = f"{toolbox}/process/session/{sid}/command/{started.cmd_id}/logs?follow=true"
+    for headers in ({"Authorization": "Bearer wrong"}, {}):
+        with pytest.raises(InvalidStatus) as refused, connect(url, additional_headers=headers):
+            pass
+        assert refused.value.response.status_code == 403
+    with connect(url, additional_headers={"Authorization": f"Bearer {local_server.api_key}"}) as followed:
+        assert followed.recv() == b"\x01\x01\x01private\n"
 
 
 def test_session_listing_and_deletion(sandbox: Sandbox) -> None:

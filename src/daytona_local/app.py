@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
 from . import control_plane, toolbox_files, toolbox_process
@@ -23,9 +24,10 @@ from .store import Store
 log = logging.getLogger("daytona_local")
 
 
-async def in_flight(request: Request, sandbox_id: str) -> AsyncIterator[None]:
-    """Hold the sandbox active until the response (streamed downloads included) has been sent."""
-    with request.app.state.service.in_flight(sandbox_id):
+async def in_flight(connection: HTTPConnection, sandbox_id: str) -> AsyncIterator[None]:
+    """Hold the sandbox active until the response (streamed downloads and followed logs included)
+    has been sent."""
+    with connection.app.state.service.in_flight(sandbox_id):
         yield
 
 

@@ -20,9 +20,11 @@ import weakref
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.websockets import WebSocketDisconnect
 
 from .errors import DaemonError
 from .files import SandboxFiles
@@ -40,6 +42,9 @@ STDOUT_MARK, STDERR_MARK = "\x01\x01\x01", "\x02\x02\x02"
 POLL_SECONDS = 0.01
 DRAIN_SECONDS = 1.0
 COMPLETED = "COMMAND_ALREADY_COMPLETED"
+FOLLOW_POLL_SECONDS = 0.05
+FOLLOW_IDLE_SECONDS = 1.0
+READ_LIMIT = 1 << 20
 SESSION_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 LANGUAGES = {"python": ["python3", "-c"], "javascript": ["node", "-e"]}
 
@@ -84,7 +89,7 @@ def parse_timeout(value: object) -> float | None:
     return float(value)
 
 
-def running(request: Request, sandbox_id: str) -> tuple[SandboxService, SandboxRecord, Container]:
+def running(request: HTTPConnection, sandbox_id: str) -> tuple[SandboxService, SandboxRecord, Container]:
     service: SandboxService = request.app.state.service
     record, container = service.container_for(sandbox_id)
     return service, record, container
@@ -456,6 +461,48 @@ async def _feed(command: SessionCommand, payload: bytes) -> None:
 def _append(files: SandboxFiles, path: str, data: bytes) -> None:
     with files.open_append(path) as handle:
         handle.write(data)
+
+
+@router.websocket("/process/session/{session_id}/command/{command_id}/logs")
+async def follow_logs(websocket: WebSocket, sandbox_id: str, session_id: str, command_id: str) -> None:
+    """`logs?follow=true`, which the daemon serves on a WebSocket only: the raw log (marks included)
+    in binary frames as it grows. It closes once the command has ended and its log has been still
+    for a moment, or when the session is deleted."""
+    try:
+        service, record, container = running(websocket, sandbox_id)
+        session, command = find_command(container, session_id, command_id)
+    except DaemonError as exc:
+        await websocket.close(code=1008, reason=exc.message[:120])
+        return
+    files = service.files(record)
+    log_path = f"{session.directory}/{command.id}/output.log"
+    await websocket.accept()
+    sent, idle_since = 0, None
+    loop = asyncio.get_running_loop()
+    try:
+        while sessions_of(container).get(session_id) is session:
+            chunk = await run_in_threadpool(_read_from, files, log_path, sent)
+            if chunk:
+                await websocket.send_bytes(chunk)
+                sent, idle_since = sent + len(chunk), None
+            elif await run_in_threadpool(_exit_code, files, session, command) is not None:
+                idle_since = idle_since or loop.time()
+                if loop.time() - idle_since >= FOLLOW_IDLE_SECONDS:
+                    break
+            await asyncio.sleep(FOLLOW_POLL_SECONDS)
+    except (WebSocketDisconnect, ContainerGone):
+        return
+    await websocket.close()
+
+
+def _read_from(files: SandboxFiles, path: str, offset: int) -> bytes:
+    try:
+        handle, _size = files.open_read(path)
+    except DaemonError:
+        return b""
+    with handle:
+        handle.seek(offset)
+        return handle.read(READ_LIMIT)
 
 
 @router.delete("/process/session/{session_id}")
