@@ -137,7 +137,7 @@ def test_session_sync_command_splits_stdout_stderr_and_exit_code(sandbox: Sandbo
 
 
 def test_session_log_interleaves_marked_lines_in_arrival_order(sandbox: Sandbox, sid: str) -> None:
-    script = "echo out-1; sleep 0.2; echo err-1 >&2; sleep 0.2; printf out-2"
+    script = "echo out-1; sleep 0.3; echo err-1 >&2; sleep 0.3; printf out-2"
     reply = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command=script))
     expected = "\x01\x01\x01out-1\n\x02\x02\x02err-1\n\x01\x01\x01out-2\n"  # a last line gains its newline
     assert reply.output == expected
