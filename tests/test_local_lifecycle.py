@@ -4,6 +4,9 @@ persistence across a server restart, the fault and latency knobs, and the bubble
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -325,6 +328,35 @@ def test_request_count_counts_requests() -> None:
             for _ in range(3):
                 client.get(f"/sandbox/{uuid.uuid4()}")
         assert server.request_count - before == 3
+
+
+_REFUSING_BWRAP = """#!/bin/sh
+echo 'bwrap: No permissions to create a new namespace, likely because the kernel does not allow it' >&2
+exit 1
+"""
+
+
+def test_a_bubblewrap_refused_namespaces_is_named_at_start(tmp_path: Path) -> None:
+    fake = tmp_path / "bin" / "bwrap"
+    fake.parent.mkdir()
+    fake.write_text(_REFUSING_BWRAP)
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    for name in ("DAYTONA_API_KEY", "DAYTONA_API_URL"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-m", "deepagents_daytona.cli", "demo"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    said = " ".join(done.stdout.split())  # the console wraps long lines
+    assert done.returncode == 1
+    assert "may not create namespaces (bwrap: No permissions to create a new namespace" in said
+    assert "--isolation none" in said and "DAYTONA_API_KEY" in said
+    assert "Traceback" not in done.stdout + done.stderr
 
 
 def test_missing_bubblewrap_names_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

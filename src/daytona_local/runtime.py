@@ -55,6 +55,22 @@ def bubblewrap_binds_fds() -> bool:
     return "--bind-fd" in result.stdout + result.stderr
 
 
+@functools.cache
+def bubblewrap_failure(path: str) -> str | None:
+    """Why this bubblewrap cannot make a sandbox's namespaces here, or None when it can. Asked once
+    at start-up: where user namespaces are refused (a Docker container's default seccomp profile,
+    Ubuntu's AppArmor restriction) every sandbox would otherwise fail at its first command."""
+    probe = [path, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net"]
+    probe += ["--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev", "true"]
+    try:
+        result = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if result.returncode == 0:
+        return None
+    return result.stderr.strip() or f"bwrap exited with status {result.returncode}"
+
+
 def sandbox_python() -> str:
     """The python3 that runs `sandbox_init`: one the sandbox can see under /usr, else the server's."""
     for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):

@@ -18,7 +18,7 @@ import uvicorn
 
 from .app import create_app
 from .middleware import DroppedConnection, RequestCounter
-from .runtime import bubblewrap_binds_fds, bubblewrap_path
+from .runtime import bubblewrap_binds_fds, bubblewrap_failure, bubblewrap_path
 from .settings import ServerSettings
 
 log = logging.getLogger("daytona_local")
@@ -31,13 +31,25 @@ BWRAP_MISSING = (
 )
 
 
+BWRAP_REFUSED = (
+    "daytona_local cannot isolate sandboxes here: bubblewrap may not create namespaces ({reason}).\n"
+    "Inside a Docker container, run it with `--security-opt seccomp=unconfined --security-opt "
+    "apparmor=unconfined`;\non Ubuntu 23.10 and newer, allow user namespaces with `sudo sysctl "
+    "kernel.apparmor_restrict_unprivileged_userns=0`.\nOr run with `--isolation none` (unisolated: trusted "
+    "code only), or set DAYTONA_API_KEY to use Daytona."
+)
+
+
 class IsolationUnavailable(RuntimeError):
-    """bubblewrap is missing and unisolated runs were not asked for."""
+    """bubblewrap is missing or refused here, and unisolated runs were not asked for."""
 
 
 def check_isolation(settings: ServerSettings) -> None:
-    if settings.isolation == "bwrap" and bubblewrap_path() is None:
+    path = bubblewrap_path() if settings.isolation == "bwrap" else None
+    if settings.isolation == "bwrap" and path is None:
         raise IsolationUnavailable(BWRAP_MISSING)
+    if path is not None and (reason := bubblewrap_failure(path)) is not None:
+        raise IsolationUnavailable(BWRAP_REFUSED.format(reason=reason))
     if settings.isolation == "bwrap" and not bubblewrap_binds_fds():  # asked once, here, off the event loop
         log.warning("daytona_local: this bubblewrap has no --bind-fd (0.6+); writable mounts are bound by path")
     if settings.isolation == "none":

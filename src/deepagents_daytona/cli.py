@@ -22,7 +22,7 @@ console = Console()
 
 
 def _local(args: argparse.Namespace) -> int:
-    from daytona_local.server import IsolationUnavailable, serve
+    from daytona_local.server import serve
     from daytona_local.settings import ServerSettings
 
     overrides: dict[str, object] = {
@@ -48,11 +48,7 @@ def _local(args: argparse.Namespace) -> int:
     console.print(f"export DAYTONA_API_URL=http://{settings.host}:{settings.port}/api")
     console.print(f"export DAYTONA_API_KEY={settings.api_key.get_secret_value()}")
     console.print(f"data dir: {settings.data_dir}", style="dim")
-    try:
-        serve(settings)
-    except IsolationUnavailable as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 1
+    serve(settings)
     return 0
 
 
@@ -177,13 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from daytona_local.server import IsolationUnavailable
     from deepagents_daytona.config import SettingsError
     from deepagents_daytona.errors import SandboxError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (SettingsError, SandboxError, FileNotFoundError) as exc:
+    except (SettingsError, SandboxError, FileNotFoundError, IsolationUnavailable) as exc:
         console.print(f"[red]{exc}[/red]")
         return 1
 
