@@ -148,6 +148,13 @@ def test_session_log_interleaves_marked_lines_in_arrival_order(sandbox: Sandbox,
     assert many.stderr == "done\n"
 
 
+def test_session_log_keeps_nul_bytes(sandbox: Sandbox, sid: str) -> None:
+    """`grep -Z` (deepagents' sandbox grep) separates names with NUL: it must survive the log."""
+    script = "mkdir -p /tmp/z && echo hit > /tmp/z/f.txt && grep -rHnFZ -e hit /tmp/z"
+    reply = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command=script))
+    assert reply.stdout == "/tmp/z/f.txt\x001:hit\n"
+
+
 def test_session_async_command_finishes_later_with_logs(sandbox: Sandbox, sid: str) -> None:
     started = sandbox.process.execute_session_command(
         sid, SessionExecuteRequest(command="sleep 0.3; echo finished; exit 0", run_async=True)

@@ -267,11 +267,12 @@ def _wrapper(directory: str, stdin: str) -> str:
     out, err = f"{d}/stdout.pipe", f"{d}/stderr.pipe"
 
     def reader(pipe: str, mark: str) -> str:
-        octal = "".join(f"\\{ord(c):03o}" for c in mark)
-        return (
-            f'( while IFS= read -r __dtl_line || [ -n "$__dtl_line" ]; do printf \'{octal}%s\\n\' "$__dtl_line"; '
-            f"done < {pipe} >> {d}/output.log )"
-        )
+        # perl where there is one: it keeps NUL bytes (`grep -Z` output), as the zsh loop on
+        # Daytona's images does; a bash `read` loop, the fallback, drops them.
+        escaped = "".join(f"\\x{ord(c):02x}" for c in mark)
+        perl = f'perl -e \'$|=1; while (<STDIN>) {{ $_ .= "\\n" unless /\\n\\z/; print "{escaped}", $_ }}\''
+        loop = f'while IFS= read -r l || [ -n "$l" ]; do printf \'{escaped}%s\\n\' "$l"; done'
+        return f"{{ if command -v perl >/dev/null; then {perl}; else {loop}; fi; }} < {pipe} >> {d}/output.log"
 
     return (
         f"if mkfifo {out} {err}; then {reader(out, STDOUT_MARK)} & __dtl_out=$!; {reader(err, STDERR_MARK)} & "
