@@ -72,6 +72,8 @@ def _trace() -> list[Op]:
 class Tally:
     requests: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: list[str] = field(default_factory=list)
+    """Calls whose result carried an error: a backend failing fast must not pass for a fast one."""
 
     @property
     def total_seconds(self) -> float:
@@ -86,9 +88,11 @@ def _run(server: LocalServerProcess, backend: SandboxBackendProtocol) -> Tally:
     tally = Tally()
     for name, op in _trace():
         before, started = server.request_count, time.perf_counter()
-        op(backend)
+        result = op(backend)
         tally.seconds[name].append(time.perf_counter() - started)
         tally.requests[name].append(server.request_count - before)
+        if getattr(result, "error", None):
+            tally.errors.append(f"{name}: {result.error}")
     return tally
 
 
@@ -149,6 +153,9 @@ def _report(ours: Tally, theirs: Tally, floor: float, latency_ms: float) -> None
         )
     print("-" * len(header))
     print(f"HTTP requests: ours {ours.total_requests}, langchain-daytona {theirs.total_requests}")
+    print(f"calls that returned an error: ours {len(ours.errors)}, langchain-daytona {len(theirs.errors)}")
+    for error in (*ours.errors, *theirs.errors):
+        print(f"  {error[:150]}")
     print(f"wall time:     ours {ours.total_seconds:.2f} s, langchain-daytona {theirs.total_seconds:.2f} s")
     print(f"floor (one round trip per call): {floor:.2f} s\n")
     ratio, over_floor = ours.total_seconds / theirs.total_seconds, ours.total_seconds / floor
