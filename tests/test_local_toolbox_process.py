@@ -192,6 +192,17 @@ def test_session_async_command_reads_input_echoed_into_its_log(sandbox: Sandbox,
         sandbox.process.send_session_command_input(sid, started.cmd_id, "late")
 
 
+def test_session_input_larger_than_a_pipe_waits_for_the_reader(sandbox: Sandbox, sid: str) -> None:
+    request = SessionExecuteRequest(command="head -c 100000 | wc -c", run_async=True, suppress_input_echo=True)
+    reader = sandbox.process.execute_session_command(sid, request)
+    sandbox.process.send_session_command_input(sid, reader.cmd_id, "x" * 99_999)  # 100 000 bytes with its newline
+    assert _wait_for_exit(sandbox, sid, reader.cmd_id) == 0
+    assert sandbox.process.get_session_command_logs(sid, reader.cmd_id).stdout.strip() == "100000"
+    idle = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="sleep 0.5", run_async=True))
+    with pytest.raises(DaytonaError, match="gone: command has completed"):
+        sandbox.process.send_session_command_input(sid, idle.cmd_id, "y" * 100_000)  # it never reads, then ends
+
+
 def test_session_input_echo_can_be_suppressed(sandbox: Sandbox, sid: str) -> None:
     request = SessionExecuteRequest(command="read secret; echo ${#secret}", run_async=True, suppress_input_echo=True)
     started = sandbox.process.execute_session_command(sid, request)

@@ -259,8 +259,9 @@ def _wrapper(directory: str, stdin: str) -> str:
     """What the session shell runs for one command, as the daemon does it.
 
     The command is sourced in the shell itself (so its state persists), its stdin from `stdin`,
-    its stdout and stderr going to two FIFOs. A reader per FIFO marks every line with its stream and appends it to one
-    `output.log`, so lines interleave in arrival order; a last line without a newline gains one.
+    its stdout and stderr going to two FIFOs. A reader per FIFO marks every line with its stream
+    and appends it to one `output.log`, so lines interleave in arrival order; a last line without
+    a newline gains one.
     As on Daytona, the exit code is written when the command ends, before the readers have
     drained; they remove the FIFOs when done. The helper variables are unset again."""
     d = shlex.quote(directory)
@@ -433,30 +434,34 @@ async def command_input(request: Request, sandbox_id: str, session_id: str, comm
     files = service.files(record)
     code = await run_in_threadpool(_exit_code, files, session, command)
     if code is not None:
-        raise DaemonError(
-            410, f"gone: command has already completed with exit code {code}", "COMMAND_ALREADY_COMPLETED"
-        )
+        raise DaemonError(410, f"gone: command has already completed with exit code {code}", COMPLETED)
     if command.stdin is None:
-        raise DaemonError(410, "gone: command does not read input", "COMMAND_ALREADY_COMPLETED")
+        raise DaemonError(410, "gone: command does not read input", COMPLETED)
     payload = (data if data.endswith("\n") else data + "\n").encode()
     if command.echo_input:  # first, so the echo comes before whatever the command answers
         marked = "".join(STDOUT_MARK + line for line in payload.decode().splitlines(keepends=True))
         await run_in_threadpool(_append, files, f"{session.directory}/{command.id}/output.log", marked.encode())
-    await _feed(command, payload)
+    await _feed(files, session, command, payload)
     return Response(status_code=204)
 
 
-async def _feed(command: SessionCommand, payload: bytes) -> None:
-    """Write to the command's stdin FIFO without blocking the loop, waiting while the pipe is full;
-    a command that ends meanwhile answers 410."""
+async def _feed(files: SandboxFiles, session: Session, command: SessionCommand, payload: bytes) -> None:
+    """Write to the command's stdin FIFO without blocking the loop. While the pipe is full the
+    request waits for the command to read; a command that ends meanwhile answers 410."""
     view = memoryview(payload)
     while view:
-        if command.stdin is None:
+        stdin = command.stdin
+        if stdin is None:
             raise DaemonError(410, "gone: command has completed", COMPLETED)
         try:
-            view = view[command.stdin.write(view) or 0 :]
+            written = stdin.write(view)
         except BlockingIOError:
-            await asyncio.sleep(POLL_SECONDS)
+            written = None
+        if written:
+            view = view[written:]
+            continue
+        await asyncio.sleep(POLL_SECONDS)
+        await run_in_threadpool(_exit_code, files, session, command)  # closes stdin once it has ended
 
 
 def _append(files: SandboxFiles, path: str, data: bytes) -> None:
