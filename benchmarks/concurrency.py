@@ -50,6 +50,8 @@ class Rounds:
     results: list[tuple[float, float]]
     bare_single: float
     bare: float
+    burst_cpu: list[float]
+    """CPU seconds this client process spent in each burst, all its threads together."""
 
     def summary(self, label: str) -> str:
         single = statistics.median(one for one, _ in self.results)
@@ -59,6 +61,7 @@ class Rounds:
             f"{'one new thread alone, ' + label:<44}{single * 1000:>10.0f} ms\n"
             f"{'  at once, ' + label:<44}{burst * 1000:>10.0f} ms   ratio {statistics.median(ratios):.2f}"
             f" (<= 2; rounds {min(ratios):.2f}-{max(ratios):.2f})\n"
+            f"{'  client CPU during the burst, ' + label:<44}{statistics.median(self.burst_cpu) * 1000:>10.0f} ms\n"
             f"{'  bare SDK creates at once, ' + label:<44}{self.bare * 1000:>10.0f} ms   ratio"
             f" {self.bare / self.bare_single:.2f} to one bare create (reference: no manager)"
         )
@@ -80,17 +83,18 @@ def measure_threads(config: DaytonaConfig, settings: DaytonaSettings, threads: i
     """Per round, a new manager on the process's one client: one new thread alone, then `threads`
     new ones at once from OS threads. Last, the bare SDK reference."""
     client = Daytona(config)
-    results = []
+    results, burst_cpu = [], []
     for _ in range(rounds):
         manager = SandboxManager(settings, daytona=client)
         warm_up(manager)
         started = time.perf_counter()
         manager.get_thread_backend(fresh())
         single = time.perf_counter() - started
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(manager.get_thread_backend, [fresh() for _ in range(threads)]))
         results.append((single, time.perf_counter() - started))
+        burst_cpu.append(time.process_time() - cpu)
     singles = []
     for _ in range(3):
         started = time.perf_counter()
@@ -99,22 +103,23 @@ def measure_threads(config: DaytonaConfig, settings: DaytonaSettings, threads: i
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda _: client.create(CreateSandboxFromSnapshotParams(name=fresh())), range(threads)))
-    return Rounds(results, statistics.median(singles), bare=time.perf_counter() - started)
+    return Rounds(results, statistics.median(singles), bare=time.perf_counter() - started, burst_cpu=burst_cpu)
 
 
 async def measure_asyncio(config: DaytonaConfig, settings: DaytonaSettings, threads: int, rounds: int) -> Rounds:
     """The same from asyncio tasks, on the process's one async client."""
     client = AsyncDaytona(config)
-    results = []
+    results, burst_cpu = [], []
     for _ in range(rounds):
         manager = SandboxManager(settings, async_daytona=client)
         await awarm_up(manager)
         started = time.perf_counter()
         await manager.aget_thread_backend(fresh())
         single = time.perf_counter() - started
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(manager.aget_thread_backend(fresh()) for _ in range(threads)))
         results.append((single, time.perf_counter() - started))
+        burst_cpu.append(time.process_time() - cpu)
     singles = []
     for _ in range(3):
         started = time.perf_counter()
@@ -124,7 +129,7 @@ async def measure_asyncio(config: DaytonaConfig, settings: DaytonaSettings, thre
     await asyncio.gather(*(client.create(CreateSandboxFromSnapshotParams(name=fresh())) for _ in range(threads)))
     bare = time.perf_counter() - started
     await client.close()
-    return Rounds(results, statistics.median(singles), bare)
+    return Rounds(results, statistics.median(singles), bare, burst_cpu)
 
 
 def measure_requests(server: LocalServer) -> tuple[float, int, int]:
