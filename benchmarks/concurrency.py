@@ -10,9 +10,10 @@ round has a new manager (an empty cache) on the process's one client, sync or as
   to that baseline (goal: <= 2x: no global lock, creations overlap);
 - the cost of a cache-hit resolution in microseconds and HTTP requests (goal: < 50 us, 0 requests);
 - requests for one resolution by a new manager after a restart (goal: 1);
-- for reference, 64 bare SDK `create` calls at once with no manager, and their ratio to one bare
-  create: what this machine's client (SDK CPU on 2 shared cores) and server allow, whatever the
-  manager does.
+- the client process's CPU time during each burst;
+- for reference, the manager's two calls for a new thread (get, 404, create with the same labels
+  and volume) made directly with the SDK, 64 at once against one: what this machine's client (SDK
+  CPU on 2 shared cores) and server allow, whatever the manager does.
 
 Two scenarios: network latency only (daytona_local creates a sandbox in ~2 ms, so the SDK's own CPU
 dominates), and the same with a Daytona-like container start (`--start-delay-ms`, 90 ms by default:
@@ -25,17 +26,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from daytona import AsyncDaytona, CreateSandboxFromSnapshotParams, Daytona, DaytonaConfig
+from daytona import (
+    AsyncDaytona,
+    CreateSandboxFromSnapshotParams,
+    Daytona,
+    DaytonaConfig,
+    DaytonaNotFoundError,
+    VolumeMount,
+)
 
 from daytona_local.testing import LocalServer, LocalServerProcess
 from deepagents_daytona.config import DaytonaSettings
-from deepagents_daytona.manager import SandboxManager
+from deepagents_daytona.manager import MANAGED_LABEL, ROLE_LABEL, ROLE_THREAD, THREAD_KEY_LABEL, SandboxManager
 
 
 def fresh() -> str:
@@ -44,8 +53,9 @@ def fresh() -> str:
 
 @dataclass
 class Rounds:
-    """(one new thread alone, many at once) in seconds per round, and the bare-SDK reference:
-    one create alone (median of three) and as many at once."""
+    """(one new thread alone, many at once) in seconds per round, and the bare-SDK reference: the
+    manager's two calls for a new thread (get, 404, create), made directly, once alone (median of
+    three) and as many at once."""
 
     results: list[tuple[float, float]]
     bare_single: float
@@ -62,9 +72,34 @@ class Rounds:
             f"{'  at once, ' + label:<44}{burst * 1000:>10.0f} ms   ratio {statistics.median(ratios):.2f}"
             f" (<= 2; rounds {min(ratios):.2f}-{max(ratios):.2f})\n"
             f"{'  client CPU during the burst, ' + label:<44}{statistics.median(self.burst_cpu) * 1000:>10.0f} ms\n"
-            f"{'  bare SDK creates at once, ' + label:<44}{self.bare * 1000:>10.0f} ms   ratio"
-            f" {self.bare / self.bare_single:.2f} to one bare create (reference: no manager)"
+            f"{'  bare SDK get + create at once, ' + label:<44}{self.bare * 1000:>10.0f} ms   ratio"
+            f" {self.bare / self.bare_single:.2f} to one (reference: the manager's two calls, no manager)"
         )
+
+
+def bare_params(settings: DaytonaSettings, volume_id: str) -> CreateSandboxFromSnapshotParams:
+    """What the manager creates for a new thread: the same labels and volume mount."""
+    key = uuid.uuid4().hex
+    return CreateSandboxFromSnapshotParams(
+        name=f"{settings.sandbox_name_prefix}-bare-{key}",
+        labels={MANAGED_LABEL: "true", ROLE_LABEL: ROLE_THREAD, THREAD_KEY_LABEL: key},
+        auto_stop_interval=settings.auto_stop_interval,
+        volumes=[VolumeMount(volume_id=volume_id, mount_path=settings.workspace_path, subpath=f"threads/{key}")],
+    )
+
+
+def bare_resolution(client: Daytona, settings: DaytonaSettings, volume_id: str) -> None:
+    params = bare_params(settings, volume_id)
+    with contextlib.suppress(DaytonaNotFoundError):
+        client.get(params.name)
+    client.create(params, timeout=settings.start_timeout)
+
+
+async def abare_resolution(client: AsyncDaytona, settings: DaytonaSettings, volume_id: str) -> None:
+    params = bare_params(settings, volume_id)
+    with contextlib.suppress(DaytonaNotFoundError):
+        await client.get(params.name)
+    await client.create(params, timeout=settings.start_timeout)
 
 
 def warm_up(manager: SandboxManager) -> None:
@@ -95,14 +130,15 @@ def measure_threads(config: DaytonaConfig, settings: DaytonaSettings, threads: i
             list(pool.map(manager.get_thread_backend, [fresh() for _ in range(threads)]))
         results.append((single, time.perf_counter() - started))
         burst_cpu.append(time.process_time() - cpu)
+    volume_id = client.volume.get(settings.volume_name).id
     singles = []
     for _ in range(3):
         started = time.perf_counter()
-        client.create(CreateSandboxFromSnapshotParams(name=fresh()))
+        bare_resolution(client, settings, volume_id)
         singles.append(time.perf_counter() - started)
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(lambda _: client.create(CreateSandboxFromSnapshotParams(name=fresh())), range(threads)))
+        list(pool.map(lambda _: bare_resolution(client, settings, volume_id), range(threads)))
     return Rounds(results, statistics.median(singles), bare=time.perf_counter() - started, burst_cpu=burst_cpu)
 
 
@@ -120,13 +156,14 @@ async def measure_asyncio(config: DaytonaConfig, settings: DaytonaSettings, thre
         await asyncio.gather(*(manager.aget_thread_backend(fresh()) for _ in range(threads)))
         results.append((single, time.perf_counter() - started))
         burst_cpu.append(time.process_time() - cpu)
+    volume_id = (await client.volume.get(settings.volume_name)).id
     singles = []
     for _ in range(3):
         started = time.perf_counter()
-        await client.create(CreateSandboxFromSnapshotParams(name=fresh()))
+        await abare_resolution(client, settings, volume_id)
         singles.append(time.perf_counter() - started)
     started = time.perf_counter()
-    await asyncio.gather(*(client.create(CreateSandboxFromSnapshotParams(name=fresh())) for _ in range(threads)))
+    await asyncio.gather(*(abare_resolution(client, settings, volume_id) for _ in range(threads)))
     bare = time.perf_counter() - started
     await client.close()
     return Rounds(results, statistics.median(singles), bare, burst_cpu)
