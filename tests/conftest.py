@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -53,6 +54,16 @@ def plugin_settings(server: LocalServer, **overrides: object) -> DaytonaSettings
     """Plugin settings pointed at `server`; a unique sandbox-name prefix keeps tests apart."""
     overrides.setdefault("sandbox_name_prefix", f"t{uuid.uuid4().hex[:10]}")
     return DaytonaSettings(api_key=server.api_key, api_url=server.api_url, **overrides)
+
+
+def manager_env(server: LocalServer, manager: SandboxManager) -> dict[str, str]:
+    """The environment for a child process whose own manager shares `manager`'s server and names."""
+    return {
+        **os.environ,
+        "DAYTONA_API_URL": server.api_url,
+        "DAYTONA_API_KEY": server.api_key,
+        "DAYTONA_SANDBOX_NAME_PREFIX": manager.settings.sandbox_name_prefix,
+    }
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
+from conftest import manager_env
 from daytona_local.testing import LocalServer
 from deepagents_daytona import (
     SandboxManager,
@@ -148,13 +148,7 @@ def test_reaper_by_idleness(manager: SandboxManager) -> None:
 
 
 def _cli(local_server: LocalServer, manager: SandboxManager, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DAYTONA_API_URL": local_server.api_url,
-        "DAYTONA_API_KEY": local_server.api_key,
-        "DAYTONA_SANDBOX_NAME_PREFIX": manager.settings.sandbox_name_prefix,
-        "COLUMNS": "200",
-    }
+    env = {**manager_env(local_server, manager), "COLUMNS": "200"}
     return subprocess.run(
         [sys.executable, "-m", "deepagents_daytona.cli", *args], env=env, capture_output=True, text=True, timeout=120
     )

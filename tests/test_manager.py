@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from daytona import AsyncDaytona, Daytona, DaytonaConfig
 
-from conftest import plugin_settings
+from conftest import manager_env, plugin_settings
 from daytona_local.testing import LocalServer
 from deepagents_daytona.client import reset_clients
 from deepagents_daytona.manager import (
@@ -164,12 +163,7 @@ _LOOP_AFTER_LOOP = textwrap.dedent(
 
 
 def test_async_calls_work_from_one_event_loop_after_another(manager: SandboxManager, local_server: LocalServer) -> None:
-    env = {
-        **os.environ,
-        "DAYTONA_API_URL": local_server.api_url,
-        "DAYTONA_API_KEY": local_server.api_key,
-        "DAYTONA_SANDBOX_NAME_PREFIX": manager.settings.sandbox_name_prefix,
-    }
+    env = manager_env(local_server, manager)
     script = [sys.executable, "-X", "dev", "-c", _LOOP_AFTER_LOOP, "loop-after-loop"]
     done = subprocess.run(script, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -222,12 +216,7 @@ _RACER = textwrap.dedent(
 def test_fifty_calls_from_two_processes_on_one_new_thread_make_one_sandbox(
     manager: SandboxManager, local_server: LocalServer
 ) -> None:
-    env = {
-        **os.environ,
-        "DAYTONA_API_URL": local_server.api_url,
-        "DAYTONA_API_KEY": local_server.api_key,
-        "DAYTONA_SANDBOX_NAME_PREFIX": manager.settings.sandbox_name_prefix,
-    }
+    env = manager_env(local_server, manager)
     racers = [
         subprocess.Popen([sys.executable, "-c", _RACER, "two-process-race"], env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(2)

@@ -365,7 +365,8 @@ class SandboxFiles:
     def make_fifo(self, path: str) -> BinaryIO:
         """Create a FIFO owned by the sandbox user and hold it open for reading and writing: its
         reader in the sandbox opens at once and never sees end-of-file while the server holds it
-        (a session command's stdin, fed by `/input`). Writes do not block: a full pipe raises."""
+        (a session command's stdin, fed by `/input`). Writes do not block: into a full pipe,
+        `write` takes nothing and returns None."""
         target = self.target(path)
         try:
             self._writable(target)

@@ -45,20 +45,21 @@ class IsolationUnavailable(RuntimeError):
 
 
 def check_isolation(settings: ServerSettings) -> None:
-    path = bubblewrap_path() if settings.isolation == "bwrap" else None
-    if settings.isolation == "bwrap" and path is None:
-        raise IsolationUnavailable(BWRAP_MISSING)
-    if path is not None and (reason := bubblewrap_failure(path)) is not None:
-        raise IsolationUnavailable(BWRAP_REFUSED.format(reason=reason))
-    if settings.isolation == "bwrap" and not bubblewrap_binds_fds():  # asked once, here, off the event loop
-        log.warning("daytona_local: this bubblewrap has no --bind-fd (0.6+); writable mounts are bound by path")
-    if settings.isolation == "none":
-        message = (
-            "daytona_local: --isolation none: sandbox processes run UNISOLATED as this user, with the host's "
-            "filesystem and network. Use it only for trusted code on a machine without bubblewrap."
-        )
-        warnings.warn(message, stacklevel=2)
-        log.warning(message)
+    if settings.isolation == "bwrap":
+        path = bubblewrap_path()
+        if path is None:
+            raise IsolationUnavailable(BWRAP_MISSING)
+        if (reason := bubblewrap_failure(path)) is not None:
+            raise IsolationUnavailable(BWRAP_REFUSED.format(reason=reason))
+        if not bubblewrap_binds_fds():  # asked once, here, off the event loop
+            log.warning("daytona_local: this bubblewrap has no --bind-fd (0.6+); writable mounts are bound by path")
+        return
+    message = (
+        "daytona_local: --isolation none: sandbox processes run UNISOLATED as this user, with the host's "
+        "filesystem and network. Use it only for trusted code on a machine without bubblewrap."
+    )
+    warnings.warn(message, stacklevel=2)
+    log.warning(message)
 
 
 class _DropFilter(logging.Filter):

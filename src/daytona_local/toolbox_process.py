@@ -395,10 +395,9 @@ async def session_exec(request: Request, sandbox_id: str, session_id: str) -> JS
         await asyncio.sleep(POLL_SECONDS)
     # Daytona reads the log as soon as the exit code appears and may miss the last lines; a
     # reply here waits, briefly, for the readers (a background process can hold them open).
-    drained_by = asyncio.get_running_loop().time() + DRAIN_SECONDS
-    while asyncio.get_running_loop().time() < drained_by and await run_in_threadpool(
-        _draining, files, session, command
-    ):
+    loop = asyncio.get_running_loop()
+    drained_by = loop.time() + DRAIN_SECONDS
+    while loop.time() < drained_by and await run_in_threadpool(_draining, files, session, command):
         await asyncio.sleep(POLL_SECONDS)
     logs = await run_in_threadpool(_logs, files, session, command)
     return JSONResponse({"cmdId": command.id, **logs, "exitCode": command.exit_code})
@@ -437,11 +436,11 @@ async def command_input(request: Request, sandbox_id: str, session_id: str, comm
         raise DaemonError(410, f"gone: command has already completed with exit code {code}", COMPLETED)
     if command.stdin is None:
         raise DaemonError(410, "gone: command does not read input", COMPLETED)
-    payload = (data if data.endswith("\n") else data + "\n").encode()
+    text = data if data.endswith("\n") else data + "\n"
     if command.echo_input:  # first, so the echo comes before whatever the command answers
-        marked = "".join(STDOUT_MARK + line for line in payload.decode().splitlines(keepends=True))
+        marked = "".join(STDOUT_MARK + line for line in text.splitlines(keepends=True))
         await run_in_threadpool(_append, files, f"{session.directory}/{command.id}/output.log", marked.encode())
-    await _feed(files, session, command, payload)
+    await _feed(files, session, command, text.encode())
     return Response(status_code=204)
 
 
@@ -450,13 +449,9 @@ async def _feed(files: SandboxFiles, session: Session, command: SessionCommand, 
     request waits for the command to read; a command that ends meanwhile answers 410."""
     view = memoryview(payload)
     while view:
-        stdin = command.stdin
-        if stdin is None:
+        if command.stdin is None:
             raise DaemonError(410, "gone: command has completed", COMPLETED)
-        try:
-            written = stdin.write(view)
-        except BlockingIOError:
-            written = None
+        written = command.stdin.write(view)  # None while the pipe is full (non-blocking)
         if written:
             view = view[written:]
             continue
