@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 from daytona import (
     AsyncDaytona,
@@ -201,6 +202,22 @@ def test_session_input_larger_than_a_pipe_waits_for_the_reader(sandbox: Sandbox,
     idle = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="sleep 0.5", run_async=True))
     with pytest.raises(DaytonaError, match="gone: command has completed"):
         sandbox.process.send_session_command_input(sid, idle.cmd_id, "y" * 100_000)  # it never reads, then ends
+
+
+def test_session_input_refuses_bad_bodies_and_unknown_commands(
+    local_server: LocalServer, sandbox: Sandbox, sid: str
+) -> None:
+    started = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="read x", run_async=True))
+    base = local_server.api_url.removesuffix("/api") + f"/toolbox/{sandbox.id}/process/session/{sid}/command"
+    headers = {"Authorization": f"Bearer {local_server.api_key}"}
+    with httpx.Client(headers=headers) as client:
+        for body, says in (({"data": 5}, "data must be a string"), ({}, "data must be a string"), ([1], "JSON object")):
+            reply = client.post(f"{base}/{started.cmd_id}/input", json=body)
+            assert reply.status_code == 400, body
+            assert says in reply.json()["message"]
+        assert client.post(f"{base}/{uuid.uuid4()}/input", json={"data": "x"}).status_code == 404
+    sandbox.process.send_session_command_input(sid, started.cmd_id, "still fine")
+    assert _wait_for_exit(sandbox, sid, started.cmd_id) == 0
 
 
 def test_session_input_echo_can_be_suppressed(sandbox: Sandbox, sid: str) -> None:
