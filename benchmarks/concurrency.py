@@ -19,7 +19,15 @@ Two scenarios: network latency only (daytona_local creates a sandbox in ~2 ms, s
 dominates), and the same with a Daytona-like container start (`--start-delay-ms`, 90 ms by default:
 Daytona's published time to a first execution), which is what the manager overlaps in practice.
 
+The server keeps its data on tmpfs (/dev/shm) where the machine has one. Daytona's creates cost the
+client's machine nothing; daytona_local's make directories on the client's cores. On a disk they can
+cost far more than their ~1 ms: on ext4 without a journal (this machine's root disk), each new inode
+skips every inode freed in the last one to six minutes, so a create after a test run or an earlier
+benchmark spends milliseconds of kernel time, taken from the client measured. `--data-dir` puts it
+elsewhere, to see that.
+
     uv run python benchmarks/concurrency.py [--latency-ms 50] [--start-delay-ms 90] [--threads 64] [--rounds 5]
+                                            [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import statistics
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -187,9 +197,32 @@ def measure_requests(server: LocalServer) -> tuple[float, int, int]:
     return hit_us, hit_requests, server.request_count - before
 
 
-def report_concurrency(latency_ms: float, start_delay_ms: float, threads: int, rounds: int) -> None:
+def default_data_parent() -> str | None:
+    """tmpfs where the machine has a writable one, else the temp dir."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
+def file_system_of(path: str) -> str:
+    """The type of the file system `path` lives on, from the longest matching mount point."""
+    real, best, kind = os.path.realpath(path), "", "?"
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            _, mount_point, fs_type, *_ = line.split()
+            inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+            if inside and len(mount_point) > len(best):
+                best, kind = mount_point, fs_type
+    return kind
+
+
+def report_concurrency(
+    latency_ms: float, start_delay_ms: float, threads: int, rounds: int, data_parent: str | None
+) -> None:
     """One scenario: medians over `rounds` rounds, with the range of the per-round ratios."""
-    with LocalServerProcess(latency_ms=latency_ms, start_delay_ms=start_delay_ms) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="daytona-local-", dir=data_parent) as data_dir,
+        LocalServerProcess(data_dir, latency_ms=latency_ms, start_delay_ms=start_delay_ms) as server,
+    ):
         config = DaytonaConfig(api_key=server.api_key, api_url=server.api_url, target="local")
         settings = DaytonaSettings(api_key=server.api_key, api_url=server.api_url)
         threaded = measure_threads(config, settings, threads, rounds)
@@ -207,11 +240,16 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5, help="rounds per scenario; medians are printed")
+    parser.add_argument(
+        "--data-dir", default=default_data_parent(), help="where the server keeps its data (default: /dev/shm)"
+    )
     args = parser.parse_args()
+    data_parent = args.data_dir or tempfile.gettempdir()
     print(f"SandboxManager concurrency on daytona_local (server in its own process, {args.threads} threads)")
+    print(f"server data under {data_parent} ({file_system_of(data_parent)})")
     print(f"{'measure':<44}{'value':>12}   goal")
     for start_delay in (0.0, args.start_delay_ms):
-        report_concurrency(args.latency_ms, start_delay, args.threads, args.rounds)
+        report_concurrency(args.latency_ms, start_delay, args.threads, args.rounds, data_parent)
     with LocalServer(latency_ms=args.latency_ms) as server:
         hit_us, hit_requests, restart_requests = measure_requests(server)
     print("--")
