@@ -4,8 +4,8 @@ The server runs in its own process (as Daytona always does), so the client's thr
 for the server's interpreter. Prints, side by side in one run, medians over a few rounds. Each
 round has a new manager (an empty cache) on the process's one client, sync or async, as
 `get_daytona()` gives: the first round's burst opens the connections, later ones find them open.
-- one new thread resolved alone (get-by-name miss + create), the baseline, from OS threads and
-  from asyncio;
+- one new thread resolved alone (get-by-name miss + create), the baseline: the median of three
+  resolved one after another, from OS threads and from asyncio;
 - 64 new threads resolved at once from 64 OS threads, and from 64 asyncio tasks, with their ratio
   to that baseline (goal: <= 2x: no global lock, creations overlap);
 - the cost of a cache-hit resolution in microseconds and HTTP requests (goal: < 50 us, 0 requests);
@@ -40,6 +40,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -112,6 +113,29 @@ async def abare_resolution(client: AsyncDaytona, settings: DaytonaSettings, volu
     await client.create(params, timeout=settings.start_timeout)
 
 
+SINGLES = 3
+"""New threads resolved one after another per round; "one create" is their median, so a single
+slow or fast resolution does not decide a round's ratio."""
+
+
+def median_seconds(resolve: Callable[[str], object]) -> float:
+    times = []
+    for _ in range(SINGLES):
+        started = time.perf_counter()
+        resolve(fresh())
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+async def amedian_seconds(resolve: Callable[[str], Awaitable[object]]) -> float:
+    times = []
+    for _ in range(SINGLES):
+        started = time.perf_counter()
+        await resolve(fresh())
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def warm_up(manager: SandboxManager) -> None:
     """A manager that has served before: the volume checked (once per manager, with its first
     create) and the files sandbox found."""
@@ -132,24 +156,18 @@ def measure_threads(config: DaytonaConfig, settings: DaytonaSettings, threads: i
     for _ in range(rounds):
         manager = SandboxManager(settings, daytona=client)
         warm_up(manager)
-        started = time.perf_counter()
-        manager.get_thread_backend(fresh())
-        single = time.perf_counter() - started
+        single = median_seconds(manager.get_thread_backend)
         started, cpu = time.perf_counter(), time.process_time()
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(manager.get_thread_backend, [fresh() for _ in range(threads)]))
         results.append((single, time.perf_counter() - started))
         burst_cpu.append(time.process_time() - cpu)
     volume_id = client.volume.get(settings.volume_name).id
-    singles = []
-    for _ in range(3):
-        started = time.perf_counter()
-        bare_resolution(client, settings, volume_id)
-        singles.append(time.perf_counter() - started)
+    bare_single = median_seconds(lambda _: bare_resolution(client, settings, volume_id))
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda _: bare_resolution(client, settings, volume_id), range(threads)))
-    return Rounds(results, statistics.median(singles), bare=time.perf_counter() - started, burst_cpu=burst_cpu)
+    return Rounds(results, bare_single, bare=time.perf_counter() - started, burst_cpu=burst_cpu)
 
 
 async def measure_asyncio(config: DaytonaConfig, settings: DaytonaSettings, threads: int, rounds: int) -> Rounds:
@@ -159,24 +177,18 @@ async def measure_asyncio(config: DaytonaConfig, settings: DaytonaSettings, thre
     for _ in range(rounds):
         manager = SandboxManager(settings, async_daytona=client)
         await awarm_up(manager)
-        started = time.perf_counter()
-        await manager.aget_thread_backend(fresh())
-        single = time.perf_counter() - started
+        single = await amedian_seconds(manager.aget_thread_backend)
         started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(manager.aget_thread_backend(fresh()) for _ in range(threads)))
         results.append((single, time.perf_counter() - started))
         burst_cpu.append(time.process_time() - cpu)
     volume_id = (await client.volume.get(settings.volume_name)).id
-    singles = []
-    for _ in range(3):
-        started = time.perf_counter()
-        await abare_resolution(client, settings, volume_id)
-        singles.append(time.perf_counter() - started)
+    bare_single = await amedian_seconds(lambda _: abare_resolution(client, settings, volume_id))
     started = time.perf_counter()
     await asyncio.gather(*(abare_resolution(client, settings, volume_id) for _ in range(threads)))
     bare = time.perf_counter() - started
     await client.close()
-    return Rounds(results, statistics.median(singles), bare, burst_cpu)
+    return Rounds(results, bare_single, bare, burst_cpu)
 
 
 def measure_requests(server: LocalServer) -> tuple[float, int, int]:
