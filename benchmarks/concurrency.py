@@ -237,8 +237,10 @@ def report_concurrency(
     ):
         config = DaytonaConfig(api_key=server.api_key, api_url=server.api_url, target="local")
         settings = DaytonaSettings(api_key=server.api_key, api_url=server.api_url)
-        threaded = measure_threads(config, settings, threads, rounds)
+        # asyncio first: its client is closed when it ends, while the SDK's sync client has no
+        # close, and its event thread would handle every sandbox event of a later asyncio burst.
         gathered = asyncio.run(measure_asyncio(config, settings, threads, rounds))
+        threaded = measure_threads(config, settings, threads, rounds)
     print(f"-- {latency_ms:.0f} ms per request, creates take {start_delay_ms:.0f} ms more, {threads} at once")
     print(threaded.summary("OS threads"))
     print(gathered.summary("asyncio"))
