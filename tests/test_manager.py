@@ -249,6 +249,30 @@ def test_stopped_sandbox_is_started_on_the_next_resolution(manager: SandboxManag
     assert again.execute("echo awake").output.strip() == "awake"
 
 
+def test_archived_sandbox_is_started_with_its_workspace(manager: SandboxManager, daytona: Daytona) -> None:
+    backend = manager.get_thread_backend("archived")
+    backend.write("/home/daytona/workspace/kept.txt", "still here")
+    sandbox = daytona.get(backend.id)
+    sandbox.stop()
+    sandbox.archive()
+    assert daytona.get(backend.id).state.value == "archived"
+    manager.forget("archived")
+    again = manager.get_thread_backend("archived")
+    assert again.id == backend.id
+    assert daytona.get(backend.id).state.value == "started"
+    assert again.execute("cat /home/daytona/workspace/kept.txt").output.strip() == "still here"
+
+
+async def test_async_resolution_starts_a_stopped_sandbox(async_manager: SandboxManager) -> None:
+    backend = await async_manager.aget_thread_backend("sleepy-async")
+    client = async_manager.async_daytona
+    await (await client.get(backend.id)).stop()
+    async_manager.forget("sleepy-async")
+    again = await async_manager.aget_thread_backend("sleepy-async")
+    assert again.id == backend.id
+    assert (await again.aexecute("echo awake")).output.strip() == "awake"
+
+
 def test_thread_workspace_and_files_sandbox_share_the_volume(manager: SandboxManager) -> None:
     thread = manager.get_thread_backend("sharer")
     files = manager.get_files_backend()
