@@ -57,6 +57,25 @@ def test_sandbox_is_labelled_as_ours_with_role_and_thread(manager: SandboxManage
     assert daytona.get(files.id).labels[ROLE_LABEL] == ROLE_FILES
 
 
+def test_configured_auto_stop_and_mounts_reach_each_sandbox(local_server: LocalServer, daytona: Daytona) -> None:
+    settings = plugin_settings(local_server, auto_stop_interval=7, files_sandbox_auto_stop=11)
+    manager = SandboxManager(settings, daytona=daytona)
+    try:
+        thread = daytona.get(manager.get_thread_backend("intervals").id)
+        files = daytona.get(manager.get_files_backend().id)
+        assert (thread.auto_stop_interval, files.auto_stop_interval) == (7, 11)
+        [thread_mount], [files_mount] = thread.volumes, files.volumes
+        assert (thread_mount.mount_path, thread_mount.subpath) == (
+            settings.workspace_path,
+            f"threads/{thread_key('intervals')}",
+        )
+        assert (files_mount.mount_path, files_mount.subpath) == (settings.files_mount_path, None)
+        assert thread_mount.volume_id == files_mount.volume_id
+    finally:
+        for sandbox in manager.list_sandboxes():
+            manager.delete_sandbox(sandbox.id)
+
+
 def test_cache_hit_returns_the_same_backend_without_requests(
     manager: SandboxManager, local_server: LocalServer
 ) -> None:
