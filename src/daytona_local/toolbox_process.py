@@ -222,13 +222,20 @@ def find_command(container: Container, session_id: str, command_id: str) -> tupl
     return session, command
 
 
-def _read_text(files: SandboxFiles, path: str) -> str | None:
+def _read(files: SandboxFiles, path: str, offset: int = 0, limit: int = -1) -> bytes | None:
+    """A sandbox file's bytes from `offset` (at most `limit`), or None when it is not there."""
     try:
         handle, _size = files.open_read(path)
     except DaemonError:
         return None
     with handle:
-        return handle.read().decode("utf-8", errors="replace")
+        handle.seek(offset)
+        return handle.read(limit)
+
+
+def _read_text(files: SandboxFiles, path: str) -> str | None:
+    data = _read(files, path)
+    return None if data is None else data.decode("utf-8", errors="replace")
 
 
 def _exit_code(files: SandboxFiles, session: Session, command: SessionCommand) -> int | None:
@@ -482,7 +489,7 @@ async def follow_logs(websocket: WebSocket, sandbox_id: str, session_id: str, co
     loop = asyncio.get_running_loop()
     try:
         while sessions_of(container).get(session_id) is session:
-            chunk = await run_in_threadpool(_read_from, files, log_path, sent)
+            chunk = await run_in_threadpool(_read, files, log_path, sent, READ_LIMIT)
             if chunk:
                 await websocket.send_bytes(chunk)
                 sent, idle_since = sent + len(chunk), None
@@ -494,16 +501,6 @@ async def follow_logs(websocket: WebSocket, sandbox_id: str, session_id: str, co
     except (WebSocketDisconnect, ContainerGone):
         return
     await websocket.close()
-
-
-def _read_from(files: SandboxFiles, path: str, offset: int) -> bytes:
-    try:
-        handle, _size = files.open_read(path)
-    except DaemonError:
-        return b""
-    with handle:
-        handle.seek(offset)
-        return handle.read(READ_LIMIT)
 
 
 @router.delete("/process/session/{session_id}")
