@@ -156,26 +156,21 @@ def test_session_log_keeps_nul_bytes(sandbox: Sandbox, sid: str) -> None:
     assert reply.stdout == "/tmp/z/f.txt\x001:hit\n"
 
 
-def test_session_async_command_finishes_later_with_logs(sandbox: Sandbox, sid: str) -> None:
-    started = sandbox.process.execute_session_command(
-        sid, SessionExecuteRequest(command="sleep 0.3; echo finished; exit 0", run_async=True)
-    )
-    assert started.exit_code is None
-    command = sandbox.process.get_session_command(sid, started.cmd_id)
-    deadline = time.monotonic() + 30
-    while command.exit_code is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-        command = sandbox.process.get_session_command(sid, started.cmd_id)
-    assert command.exit_code == 0
-    assert sandbox.process.get_session_command_logs(sid, started.cmd_id).stdout == "finished\n"
-
-
 def _wait_for_exit(sandbox: Sandbox, sid: str, cmd_id: str) -> int:
     deadline = time.monotonic() + 30
     while (code := sandbox.process.get_session_command(sid, cmd_id).exit_code) is None:
         assert time.monotonic() < deadline, "the command never finished"
         time.sleep(0.05)
     return code
+
+
+def test_session_async_command_finishes_later_with_logs(sandbox: Sandbox, sid: str) -> None:
+    started = sandbox.process.execute_session_command(
+        sid, SessionExecuteRequest(command="sleep 0.3; echo finished; exit 0", run_async=True)
+    )
+    assert started.exit_code is None
+    assert _wait_for_exit(sandbox, sid, started.cmd_id) == 0
+    assert sandbox.process.get_session_command_logs(sid, started.cmd_id).stdout == "finished\n"
 
 
 def test_session_async_command_reads_input_echoed_into_its_log(sandbox: Sandbox, sid: str) -> None:
