@@ -12,7 +12,7 @@ setup: .venv/.synced system-deps
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --all-extras
 	@touch $@
 
 # bubblewrap isolates sandboxes; cadaver and rclone are the real WebDAV clients the tests use;

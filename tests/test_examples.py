@@ -64,7 +64,7 @@ def test_serve_command_without_daytona_starts_the_embedded_default(tmp_path: Pat
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{port}/ok", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass

@@ -1,8 +1,9 @@
 """examples/langgraph_server under `langgraph dev`: DELETE /threads/{id} destroys the thread's sandbox.
 
 The official LangGraph Agent Server (in-memory runtime, as `langgraph dev` runs it) loads the
-example's graph, its `ThreadCleanupCheckpointer` (langgraph.json `checkpointer.path`) and its
-WebDAV routes (`http.app`); the official `langgraph_sdk` client drives it.
+example's graph, its `ThreadCleanupCheckpointer` (langgraph.json `checkpointer.path`), its
+WebDAV routes (`http.app`) and the token hook (`auth.path`); the official `langgraph_sdk` client
+drives it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
+from langgraph_sdk.errors import AuthenticationError
 
 from daytona_local.testing import LocalServer
 from deepagents_daytona import SandboxManager
@@ -26,6 +28,7 @@ from deepagents_daytona.manager import ROLE_THREAD
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "langgraph_server"
 TOKEN = "webdav-token-for-tests-0123456789"
+SERVER_TOKEN = "server-token-for-tests-9876543210"
 
 
 def free_port() -> int:
@@ -44,6 +47,7 @@ def langgraph_dev(local_server: LocalServer, tmp_path_factory: pytest.TempPathFa
         "DAYTONA_API_KEY": local_server.api_key,
         "DAYTONA_SANDBOX_NAME_PREFIX": "lgdev",
         "DAYTONA_WEBDAV_TOKEN": TOKEN,
+        "DAYTONA_SERVER_TOKEN": SERVER_TOKEN,
         "DEEPAGENTS_CHECKPOINTS": str(work / "checkpoints.sqlite"),
         "LANGSMITH_TRACING": "false",
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
@@ -71,7 +75,7 @@ def langgraph_dev(local_server: LocalServer, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture
 def client(langgraph_dev: str) -> SyncLangGraphClient:
-    return get_sync_client(url=langgraph_dev)
+    return get_sync_client(url=langgraph_dev, api_key=SERVER_TOKEN)
 
 
 @pytest.fixture
@@ -108,3 +112,29 @@ def test_the_workspace_is_served_over_webdav_by_the_same_server(
     assert note.status_code == 200 and "over dav" in note.text
     assert httpx.get(f"{langgraph_dev}/webdav/threads/{key}/notes.md", timeout=30).status_code == 401
     client.threads.delete(thread["thread_id"])
+
+
+def test_the_recipe_wants_the_servers_token(client: SyncLangGraphClient, langgraph_dev: str) -> None:
+    with pytest.raises(AuthenticationError):
+        get_sync_client(url=langgraph_dev).threads.create()
+    studio = {"x-auth-scheme": "langsmith"}
+    assert httpx.post(f"{langgraph_dev}/threads", json={}, headers=studio, timeout=30).status_code == 401
+    thread = client.threads.create()
+    assert client.threads.get(thread["thread_id"])["thread_id"] == thread["thread_id"]
+    client.threads.delete(thread["thread_id"])
+
+
+def test_threads_copy_under_langgraph_dev_copies_checkpoints_and_workspace(
+    client: SyncLangGraphClient, lgdev_manager: SandboxManager
+) -> None:
+    thread = client.threads.create()
+    client.runs.wait(thread["thread_id"], "agent", input={"messages": [{"role": "user", "content": "copy me"}]})
+    copy = client.threads.copy(thread["thread_id"])
+    state = client.threads.get_state(copy["thread_id"])
+    assert "copy me" in str(state["values"]["messages"][0]["content"])
+    note = lgdev_manager.get_thread_backend(copy["thread_id"]).read("/home/daytona/workspace/notes.md")
+    assert "copy me" in (note.file_data or {}).get("content", "")
+    for thread_id in (thread["thread_id"], copy["thread_id"]):
+        client.threads.delete(thread_id)
+    remaining = {s.thread_id for s in lgdev_manager.list_sandboxes(role=ROLE_THREAD)}
+    assert not remaining & {thread["thread_id"], copy["thread_id"]}

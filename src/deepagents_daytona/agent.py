@@ -1,8 +1,9 @@
 """`create_sandbox_agent()`: a deep agent whose every thread works in its own Daytona sandbox.
 
 `create_deep_agent` wired with the pieces of this package: `ThreadSandboxBackend` (the sandbox of
-the run's thread), `ThreadCleanupCheckpointer` (deleting the thread deletes the sandbox) and a
-system-prompt note that tells the model where its workspace is and that it persists.
+the run's thread), `ThreadCleanupCheckpointer` (deleting the thread deletes the sandbox), a
+system-prompt note that tells the model where its workspace is and that it persists, and
+`WorkspaceAnnouncement`, which tells a streaming client where that workspace is on the volume.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from deepagents import create_deep_agent
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.config import get_config
+from langgraph.runtime import Runtime
 
 from deepagents_daytona.lifecycle import ThreadCleanupCheckpointer
 from deepagents_daytona.manager import SandboxManager, get_sandbox_manager
@@ -29,6 +33,33 @@ def workspace_note(manager: SandboxManager) -> str:
     )
 
 
+class WorkspaceAnnouncement(AgentMiddleware):
+    """Once per run, a `custom` stream event naming the thread's workspace on the shared volume.
+
+    A client cannot derive `threads/<key>/` (a hash of the thread id) by itself; with it a chat UI
+    links the thread's files over WebDAV (`/webdav/threads/<key>/` under `deepagents-daytona serve`).
+    """
+
+    def __init__(self, manager: SandboxManager) -> None:
+        super().__init__()
+        self._manager = manager
+
+    def _announce(self, runtime: Runtime[Any]) -> None:
+        thread_id = get_config().get("configurable", {}).get("thread_id")
+        if thread_id is None:
+            return
+        key = self._manager.thread_key(str(thread_id))
+        runtime.stream_writer(
+            {"workspace": {"path": self._manager.settings.workspace_path, "volume_path": f"threads/{key}/"}}
+        )
+
+    def before_agent(self, state: Any, runtime: Runtime[Any]) -> None:
+        self._announce(runtime)
+
+    async def abefore_agent(self, state: Any, runtime: Runtime[Any]) -> None:
+        self._announce(runtime)
+
+
 def create_sandbox_agent(
     model: str | BaseChatModel,
     *,
@@ -36,6 +67,7 @@ def create_sandbox_agent(
     system_prompt: str | None = None,
     checkpointer: BaseCheckpointSaver | None = None,
     manager: SandboxManager | None = None,
+    middleware: Sequence[AgentMiddleware] = (),
     **kwargs: Any,
 ) -> Any:
     """A deep agent with one sandbox per thread; `kwargs` go to `create_deep_agent`.
@@ -57,5 +89,6 @@ def create_sandbox_agent(
         system_prompt=prompt,
         backend=ThreadSandboxBackend(manager),
         checkpointer=saver,
+        middleware=[WorkspaceAnnouncement(manager), *middleware],
         **kwargs,
     )

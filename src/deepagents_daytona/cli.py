@@ -2,7 +2,7 @@
 
 - `local` runs daytona_local in the foreground and prints the DAYTONA_API_URL / key to use.
 - `demo` runs the quickstart end to end (on an embedded daytona_local when no Daytona is configured).
-- `serve` runs the agent API (LangGraph SDK compatible) with WebDAV at /webdav, likewise.
+- `serve` runs the LangGraph Agent Server runtime with the deep agent and WebDAV at /webdav, likewise.
 - `sandboxes list` / `sandboxes reap` show and clean up this plugin's sandboxes on the configured Daytona.
 """
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -61,20 +63,28 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from deepagents_daytona.embedded import daytona_or_embedded
-    from deepagents_daytona.server import serve
+    from deepagents_daytona.server.runtime import serve
+    from deepagents_daytona.server.settings import ServerSettings
 
-    data_dir = Path(args.data_dir) if args.data_dir else None
-    local_dir = data_dir / "daytona-local" if data_dir else None
-    with daytona_or_embedded(local_dir) as target:
+    overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
+    if args.checkpointer:
+        overrides["database_url"] = args.checkpointer  # refused, with what to use instead
+    data_dir = ServerSettings.from_env(**overrides).data_dir
+    with daytona_or_embedded(data_dir / "daytona-local") as target:
         console.print(f"sandboxes: [bold]{target.description}[/bold]")
-        console.print(f"API on http://{args.host}:{args.port} (LangGraph SDK compatible), WebDAV at /webdav")
+        console.print(
+            f"LangGraph Agent Server on http://{args.host}:{args.port} (graph `agent`), WebDAV at /webdav, "
+            f"data in {data_dir}"
+        )
         serve(
             args.host,
             args.port,
             model_spec=args.model,
-            checkpointer_url=args.checkpointer,
             data_dir=data_dir,
             token=args.token,
+            jobs=args.jobs,
+            interrupt_on=args.interrupt_on,
+            in_process_daytona=target.embedded,
         )
     return 0
 
@@ -91,6 +101,23 @@ def _open_checkpointer(url: str) -> contextlib.AbstractContextManager[BaseCheckp
     if not Path(path).exists():
         raise FileNotFoundError(f"no checkpoint database at {path}")
     return SqliteSaver.from_conn_string(path)
+
+
+def _agent_server_threads(url: str, token: str | None) -> Callable[[str], bool]:
+    """Whether the Agent Server at `url` has a record of a thread (an id it cannot hold is not one)."""
+    from langgraph_sdk import get_sync_client
+    from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
+
+    client = get_sync_client(url=url, api_key=token)
+
+    def known(thread_id: str) -> bool:
+        try:
+            client.threads.get(thread_id)
+        except (NotFoundError, UnprocessableEntityError):
+            return False
+        return True
+
+    return known
 
 
 def _sandboxes_list(args: argparse.Namespace) -> int:
@@ -110,15 +137,18 @@ def _sandboxes_list(args: argparse.Namespace) -> int:
 def _sandboxes_reap(args: argparse.Namespace) -> int:
     from deepagents_daytona.lifecycle import reap
 
-    if args.checkpointer is None and args.idle_hours is None:
+    if args.checkpointer is None and args.idle_hours is None and args.server is None:
         console.print(
-            "[red]say what to reap:[/red] --checkpointer URL (threads that no longer exist) and/or --idle-hours N"
+            "[red]say what to reap:[/red] --server URL (threads the Agent Server does not know), "
+            "--checkpointer URL (threads without checkpoints) and/or --idle-hours N"
         )
         return 2
     idle_ttl = timedelta(hours=args.idle_hours) if args.idle_hours is not None else None
+    token = args.token or os.environ.get("DAYTONA_SERVER_TOKEN")
+    thread_known = _agent_server_threads(args.server, token) if args.server else None
     with contextlib.ExitStack() as stack:
         checkpointer = stack.enter_context(_open_checkpointer(args.checkpointer)) if args.checkpointer else None
-        decisions = reap(checkpointer=checkpointer, idle_ttl=idle_ttl, dry_run=not args.yes)
+        decisions = reap(checkpointer=checkpointer, thread_known=thread_known, idle_ttl=idle_ttl, dry_run=not args.yes)
     for decision in decisions:
         verb = "deleted" if decision.deleted else "would delete"
         console.print(f"{verb} {decision.sandbox.name} ({decision.reason})")
@@ -152,20 +182,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model", help="provider:name for init_chat_model (default: the scripted offline model)")
     demo.set_defaults(run=_demo)
 
-    server = commands.add_parser("serve", help="the agent API (LangGraph SDK compatible) and WebDAV")
+    server = commands.add_parser("serve", help="the LangGraph Agent Server with the deep agent, and WebDAV")
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=2024)
     server.add_argument("--model", help="provider:name for init_chat_model (default: the scripted offline model)")
-    server.add_argument("--checkpointer", help="postgresql://... or sqlite:///path (default: SQLite in the data dir)")
-    server.add_argument("--data-dir", help="threads database, and the embedded daytona_local's sandboxes")
+    server.add_argument("--data-dir", help="checkpoints, thread records, and the embedded daytona_local's sandboxes")
     server.add_argument("--token", help="bearer token clients must send (or DAYTONA_SERVER_TOKEN)")
+    server.add_argument("--jobs", type=int, help="runs executed at once (default 10, or DAYTONA_SERVER_JOBS)")
+    server.add_argument("--interrupt-on", help="tools that wait for a human decision first, e.g. execute,write_file")
+    server.add_argument("--checkpointer", help=argparse.SUPPRESS)  # gone: refused with what to use instead
     server.set_defaults(run=_serve)
 
     sandboxes = commands.add_parser("sandboxes", help="this plugin's sandboxes on the configured Daytona")
     sandbox_commands = sandboxes.add_subparsers(dest="sandboxes_command", required=True)
     sandbox_commands.add_parser("list", help="list them").set_defaults(run=_sandboxes_list)
     reaper = sandbox_commands.add_parser("reap", help="delete orphaned or idle thread sandboxes (dry run by default)")
-    reaper.add_argument("--checkpointer", help="sqlite:///path/to/checkpoints.db or postgresql://...")
+    reaper.add_argument("--server", help="the Agent Server whose thread records count, e.g. http://127.0.0.1:2024")
+    reaper.add_argument("--token", help="that server's token (or DAYTONA_SERVER_TOKEN)")
+    reaper.add_argument("--checkpointer", help="sqlite:///path/to/checkpoints.sqlite or postgresql://...")
     reaper.add_argument("--idle-hours", type=float, help="also reap thread sandboxes idle longer than this")
     reaper.add_argument("--yes", action="store_true", help="really delete (default: only show)")
     reaper.set_defaults(run=_sandboxes_reap)
