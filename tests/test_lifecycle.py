@@ -31,7 +31,7 @@ from deepagents_daytona.manager import ROLE_THREAD
 
 
 class PruningSaver(InMemorySaver):
-    """InMemorySaver with `prune`, which the official in-memory and SQLite savers do not implement."""
+    """InMemorySaver with `prune` (so `keep_latest` works), which the official in-memory and SQLite savers lack."""
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         if strategy == "delete":
@@ -94,9 +94,30 @@ async def test_adelete_thread_and_aprune_destroy_sandboxes(async_manager: Sandbo
         assert len(await async_manager.alist_sandboxes(role=ROLE_THREAD)) == 3
         await saver.adelete_thread("a")
         assert sorted(s.thread_id for s in await async_manager.alist_sandboxes(role=ROLE_THREAD)) == ["b", "c"]
-    pruning = ThreadCleanupCheckpointer(PruningSaver(), async_manager)
-    await pruning.aprune(["b", "b"], strategy="delete")
-    assert [s.thread_id for s in await async_manager.alist_sandboxes(role=ROLE_THREAD)] == ["c"]
+        # A saver without prune of its own still deletes; "delete_all" is the Agent Server's TTL sweep.
+        await saver.aprune(["b", "b"], strategy="delete")
+        assert [s.thread_id for s in await async_manager.alist_sandboxes(role=ROLE_THREAD)] == ["c"]
+        await saver.aprune(["c"], strategy="delete_all")
+        assert await async_manager.alist_sandboxes(role=ROLE_THREAD) == []
+        assert await saver.aget_tuple({"configurable": {"thread_id": "c"}}) is None
+
+
+def test_copy_thread_copies_checkpoints_and_workspace_for_savers_without_a_copy(
+    sqlite_saver: SqliteSaver, manager: SandboxManager
+) -> None:
+    saver = ThreadCleanupCheckpointer(sqlite_saver, manager)
+    agent = agent_with(saver, manager, turns=2)
+    converse(agent, "original")
+    saver.copy_thread("original", "copy")
+    original = [t.checkpoint["id"] for t in saver.list({"configurable": {"thread_id": "original"}})]
+    copied = [t.checkpoint["id"] for t in saver.list({"configurable": {"thread_id": "copy"}})]
+    assert copied == original and len(copied) > 2
+    last = saver.get_tuple({"configurable": {"thread_id": "copy"}})
+    assert last is not None and last.parent_config is not None
+    assert manager.get_thread_backend("copy").execute("cat work.txt").output.strip() == "working"
+    converse(agent, "copy")  # the copy goes on from where the original was
+    assert len(list(saver.list({"configurable": {"thread_id": "copy"}}))) > len(original)
+    assert len(list(saver.list({"configurable": {"thread_id": "original"}}))) == len(original)
 
 
 def test_prune_keep_latest_keeps_the_sandbox(manager: SandboxManager) -> None:
@@ -137,6 +158,26 @@ def test_reaper_finds_sandboxes_of_vanished_threads_and_deletes_only_when_told(m
     assert [(d.sandbox.thread_id, d.deleted) for d in real] == [("orphan", True)]
     assert thread_sandboxes(manager) == ["alive"]
     assert files.execute("true").exit_code == 0  # the files sandbox is never reaped
+
+
+def test_reaper_trusts_the_servers_thread_records_over_checkpoints(manager: SandboxManager) -> None:
+    saver = InMemorySaver()
+    agent = agent_with(saver, manager, turns=2)
+    converse(agent, "known")
+    converse(agent, "lost-record")
+    manager.get_thread_backend("never-run")
+    known = {"known"}.__contains__
+    decisions = reap(manager, checkpointer=saver, thread_known=known, idle_ttl=timedelta(hours=1), dry_run=False)
+    reasons = {d.sandbox.thread_id: d.reason for d in decisions}
+    assert reasons == {
+        "lost-record": "checkpoints but no thread record (the server lost it, e.g. in a crash)",
+        "never-run": "the server has no such thread",
+    }
+    assert thread_sandboxes(manager) == ["known"]
+    assert saver.get_tuple({"configurable": {"thread_id": "lost-record"}}) is None
+    idle = reap(manager, checkpointer=saver, thread_known=known, idle_ttl=timedelta(seconds=0), dry_run=False)
+    assert [d.sandbox.thread_id for d in idle] == ["known"]
+    assert saver.get_tuple({"configurable": {"thread_id": "known"}}) is not None  # idleness keeps the thread
 
 
 def test_reaper_by_idleness(manager: SandboxManager) -> None:
