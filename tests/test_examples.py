@@ -34,6 +34,7 @@ def test_quickstart_example_runs_on_the_embedded_default() -> None:
     assert "bob's notes.md:   'draft the release notes'" in out
     assert "processes of alice seen from bob's sandbox: 0" in out
     assert "WebDAV /threads/: 2 thread workspaces" in out and "['notes.md']" in out
+    assert "Agent Server thread had a sandbox: True; destroyed by threads.delete: True" in out
     assert "thread sandboxes left: []" in out
 
 

@@ -4,6 +4,8 @@
 2. The threads are isolated: neither sees the other's files or processes.
 3. Their workspaces live on one volume: the files sandbox sees both, and WebDAV lists them.
 4. Deleting a thread through the checkpointer destroys its sandbox; the others stay.
+5. The same agent behind the LangGraph Agent Server (`deepagents-daytona serve`), driven by the
+   official `langgraph_sdk` client: a streamed run, then `threads.delete` destroying the sandbox.
 
 It runs on the configured Daytona, or on an embedded daytona_local when none is configured, and
 on a real model with `--model provider:name` (its key set), else on the scripted offline model.
@@ -11,7 +13,13 @@ on a real model with `--model provider:name` (its key set), else on the scripted
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import secrets
+import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -23,6 +31,7 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import httpx
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph_sdk import get_sync_client
 from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
@@ -125,8 +134,70 @@ def _tour(target: DaytonaTarget, model_spec: str | None, console: Console) -> No
     saver.delete_thread("alice")
     _show_sandboxes(console, manager, "after deleting thread alice")
     saver.delete_thread("bob")
+
+    console.rule("5. the same agent behind the LangGraph Agent Server (deepagents-daytona serve)")
+    _agent_server_tour(manager, model_spec, console)
     remaining = [s.thread_id for s in manager.list_sandboxes(role=ROLE_THREAD)]
     console.print(f"[green]quickstart finished; thread sandboxes left: {remaining}[/green]")
+
+
+@contextmanager
+def _served(model_spec: str | None, data_dir: str) -> Iterator[str]:
+    """`deepagents-daytona serve` in a child process on a free loopback port, on this process's Daytona."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = [sys.executable, "-m", "deepagents_daytona.cli", "serve", "--port", str(port), "--data-dir", data_dir]
+    argv += ["--model", model_spec] if model_spec else []
+    log_path = os.path.join(data_dir, "serve.log")
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while not _answers(f"{url}/ok"):
+            if server.poll() is not None or time.monotonic() > deadline:
+                with open(log_path) as log:
+                    raise RuntimeError(f"deepagents-daytona serve did not start:\n{log.read()[-3000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _agent_server_tour(manager: SandboxManager, model_spec: str | None, console: Console) -> None:
+    if importlib.util.find_spec("langgraph_api") is None:
+        console.print("[yellow]skipped: the Agent Server runtime is the [server] extra (uv sync --all-extras)[/yellow]")
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="deepagents-serve-") as data_dir,
+        console.status("starting the LangGraph Agent Server"),
+        _served(model_spec, data_dir) as url,
+    ):
+        client = get_sync_client(url=url)
+        thread_id = client.threads.create()["thread_id"]
+        console.print(f"server at {url}; thread {thread_id[:8]}…")
+        request = {"messages": [{"role": "user", "content": "list the workspace"}]}
+        for part in client.runs.stream(thread_id, "agent", input=request, stream_mode=["updates", "custom"]):
+            if part.event == "custom" and "workspace" in part.data:
+                console.print(f"  custom event: workspace on the volume at {part.data['workspace']['volume_path']}")
+            elif part.event == "updates" and "tools" in part.data:
+                for message in part.data["tools"]["messages"]:
+                    console.print(f"  [cyan]tool[/cyan] {message['name']}")
+        answer = client.threads.get_state(thread_id)["values"]["messages"][-1]["content"]
+        console.print(f"  ✎ {str(answer)[:100]}")
+        had_sandbox = thread_id in {s.thread_id for s in manager.list_sandboxes(role=ROLE_THREAD)}
+        client.threads.delete(thread_id)
+        gone = thread_id not in {s.thread_id for s in manager.list_sandboxes(role=ROLE_THREAD)}
+        console.print(f"Agent Server thread had a sandbox: {had_sandbox}; destroyed by threads.delete: {gone}")
 
 
 def _config(thread_id: str) -> Any:
