@@ -377,6 +377,28 @@ def test_bad_input_gets_a_4xx(served: Served) -> None:
     served.client().threads.delete(thread_id)
 
 
+# ---- flags and settings that no longer apply, and a missing runtime ---------------------------
+def run_cli(tmp_path: Path, *argv: str, preamble: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    code = f"import sys; {preamble}from deepagents_daytona.cli import main; sys.exit(main(sys.argv[1:]))"
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DAYTONA_")} | {"COLUMNS": "250"}
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv], cwd=tmp_path, env=environment | env, capture_output=True, text=True
+    )
+
+
+def test_gone_settings_and_a_missing_runtime_say_what_to_use(tmp_path: Path) -> None:
+    flag = run_cli(tmp_path, "serve", "--checkpointer", "postgresql://u:secret@db/x", "--data-dir", str(tmp_path))
+    assert flag.returncode == 1 and "self-hosted LangGraph Agent Server or LangSmith Deployment" in flag.stdout
+    assert "secret" not in flag.stdout + flag.stderr
+    variable = run_cli(tmp_path, "serve", DAYTONA_SERVER_DATABASE_URL="postgresql://u:secret@db/x")
+    assert variable.returncode == 1 and "DAYTONA_SERVER_DATABASE_URL" in variable.stdout
+    short = run_cli(tmp_path, "serve", "--token", "short", "--data-dir", str(tmp_path))
+    assert short.returncode == 1 and "DAYTONA_SERVER_TOKEN" in short.stdout and "short" not in short.stdout
+    missing = run_cli(tmp_path, "serve", "--data-dir", str(tmp_path), preamble="sys.modules['langgraph_api'] = None; ")
+    assert missing.returncode == 1 and "[server] extra" in missing.stdout
+    assert not (tmp_path / "daytona-local").exists()  # it stopped before starting anything
+
+
 # ---- crash durability: checkpoints whose thread record was lost ------------------------------
 def test_reaper_cleans_up_a_thread_whose_record_was_lost(served: Served) -> None:
     """What a kill -9 within the runtime's 10 s flush leaves: checkpoints and a sandbox, no thread record."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import SecretStr, ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 
@@ -63,29 +64,26 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from deepagents_daytona.embedded import daytona_or_embedded
-    from deepagents_daytona.server.runtime import serve
+    from deepagents_daytona.server.runtime import require_runtime, serve
     from deepagents_daytona.server.settings import ServerSettings
 
-    overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
-    if args.checkpointer:
-        overrides["database_url"] = args.checkpointer  # refused, with what to use instead
-    data_dir = ServerSettings.from_env(**overrides).data_dir
-    with daytona_or_embedded(data_dir / "daytona-local") as target:
+    flags: dict[str, object] = {
+        "data_dir": Path(args.data_dir) if args.data_dir else None,
+        "model": args.model,
+        "token": SecretStr(args.token) if args.token else None,
+        "jobs": args.jobs,
+        "interrupt_on": args.interrupt_on,
+        "database_url": args.checkpointer,  # refused, with what to use instead
+    }
+    settings = ServerSettings.from_env(**{name: value for name, value in flags.items() if value is not None})
+    require_runtime()
+    with daytona_or_embedded(settings.data_dir / "daytona-local") as target:
         console.print(f"sandboxes: [bold]{target.description}[/bold]")
         console.print(
-            f"LangGraph Agent Server on http://{args.host}:{args.port} (graph `agent`), WebDAV at /webdav, "
-            f"data in {data_dir}"
+            f"LangGraph Agent Server on http://{args.host}:{args.port} (graph `{settings.assistant_id}`), "
+            f"WebDAV at /webdav, data in {settings.data_dir}"
         )
-        serve(
-            args.host,
-            args.port,
-            model_spec=args.model,
-            data_dir=data_dir,
-            token=args.token,
-            jobs=args.jobs,
-            interrupt_on=args.interrupt_on,
-            in_process_daytona=target.embedded,
-        )
+        serve(args.host, args.port, settings, in_process_daytona=target.embedded)
     return 0
 
 
@@ -215,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except (SettingsError, SandboxError, FileNotFoundError, IsolationUnavailable) as exc:
-        console.print(f"[red]{exc}[/red]")
+        console.print(f"[red]{escape(str(exc))}[/red]")  # messages may hold brackets, e.g. [server]
         return 1
 
 

@@ -12,11 +12,9 @@ The runtime keeps its thread and run records in `./.langgraph_api` and flushes t
 from __future__ import annotations
 
 import gc
+import importlib.util
 import logging
 import os
-from pathlib import Path
-
-from pydantic import SecretStr
 
 from deepagents_daytona.config import SettingsError, get_settings
 from deepagents_daytona.server.settings import ServerSettings
@@ -29,6 +27,12 @@ MISSING_RUNTIME = (
     "deepagents-daytona serve needs the LangGraph Agent Server runtime (Elastic License 2.0), which is the "
     "optional [server] extra: pip install 'deepagents-daytona[server]' (or uv sync --all-extras)"
 )
+
+
+def require_runtime() -> None:
+    """Stop early, saying how to get it, when the `[server]` extra is not installed."""
+    if importlib.util.find_spec("langgraph_api") is None:
+        raise SettingsError(MISSING_RUNTIME)
 
 
 def runtime_config(settings: ServerSettings) -> dict[str, object]:
@@ -47,34 +51,21 @@ def runtime_config(settings: ServerSettings) -> dict[str, object]:
 def serve(
     host: str = "127.0.0.1",
     port: int = 2024,
+    settings: ServerSettings | None = None,
     *,
-    model_spec: str | None = None,
-    data_dir: str | Path | None = None,
-    token: str | None = None,
-    jobs: int | None = None,
-    interrupt_on: str | None = None,
     in_process_daytona: bool = False,
     log_level: str = "info",
 ) -> None:
     """Run the server in the foreground until interrupted (the CLI's `serve` command).
 
-    Arguments left `None` come from `DAYTONA_SERVER_*` variables or their defaults; invalid values
-    raise `SettingsError` naming the variable, before anything starts. `in_process_daytona` says an
-    embedded daytona_local shares this process: its file I/O runs on its own event loop, which the
-    runtime's blocking-call detector (process-wide) would otherwise take for ours.
+    `settings` default to `ServerSettings.from_env()` (`DAYTONA_SERVER_*`). `in_process_daytona`
+    says an embedded daytona_local shares this process: its file I/O runs on its own event loop,
+    which the runtime's blocking-call detector (process-wide) would otherwise take for ours.
     """
-    overrides: dict[str, object] = {
-        "model": model_spec,
-        "data_dir": Path(data_dir) if data_dir is not None else None,
-        "token": SecretStr(token) if token is not None else None,
-        "jobs": jobs,
-        "interrupt_on": interrupt_on,
-    }
-    settings = ServerSettings.from_env(**{key: value for key, value in overrides.items() if value is not None})
-    try:
-        from langgraph_api.cli import run_server
-    except ImportError:
-        raise SettingsError(MISSING_RUNTIME) from None
+    settings = settings or ServerSettings.from_env()
+    require_runtime()
+    from langgraph_api.cli import run_server
+
     if settings.token is None and host not in LOOPBACK_HOSTS:
         logger.warning("serving on %s without a token: anyone who can reach it can run the agent", host)
     get_settings()  # read (and cached) here, where the user's .env is, before moving to the data dir
