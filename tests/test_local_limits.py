@@ -178,7 +178,9 @@ def test_stopping_a_sandbox_leaves_none_of_its_processes(small_daytona: Daytona)
     sandbox = small_daytona.create()
     token = f"5{uuid.uuid4().int % 10**6:06d}"
     try:
-        sandbox.process.exec(f"nohup setsid sleep {token} >/dev/null 2>&1 & echo ok")
+        started = f"nohup setsid sleep {token} >/dev/null 2>&1 & "
+        started += f"until ps -eo args | grep -q '[s]leep {token}'; do :; done"
+        sandbox.process.exec(started, timeout=30)
         assert host_processes_with(f"sleep\0{token}")
         sandbox.stop()
         assert host_processes_with(f"sleep\0{token}") == []
