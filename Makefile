@@ -15,11 +15,13 @@ setup: .venv/.synced system-deps
 	$(UV) sync --frozen --all-extras
 	@touch $@
 
-# bubblewrap isolates sandboxes; cadaver and rclone are the real WebDAV clients the tests use;
-# postgresql (initdb is off PATH, so keyed by its full path) backs the API server's PostgreSQL tests.
+# bubblewrap isolates sandboxes, libseccomp2 compiles their syscall filter and e2fsprogs makes their
+# disk images; cadaver and rclone are the real WebDAV clients the tests use; postgresql (initdb is
+# off PATH, so keyed by its full path) backs the API server's PostgreSQL tests.
 system-deps:
-	@missing=""; for pkg in bwrap:bubblewrap cadaver:cadaver rclone:rclone /usr/lib/postgresql/*/bin/initdb:postgresql; do \
-	  command -v $${pkg%%:*} >/dev/null 2>&1 || missing="$$missing $${pkg##*:}"; done; \
+	@missing=""; for pkg in bwrap:bubblewrap /usr/lib/*/libseccomp.so.2:libseccomp2 mkfs.ext4:e2fsprogs \
+	  cadaver:cadaver rclone:rclone /usr/lib/postgresql/*/bin/initdb:postgresql; do \
+	  { command -v $${pkg%%:*} || ls $${pkg%%:*}; } >/dev/null 2>&1 || missing="$$missing $${pkg##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing:$$missing"; \
@@ -37,7 +39,7 @@ demo: setup
 	$(UV) run --frozen deepagents-daytona demo
 
 bench: setup
-	for script in local_server tool_latency concurrency webdav_stream; do \
+	for script in local_server tool_latency concurrency webdav_stream noisy_neighbour; do \
 	  $(UV) run --frozen python benchmarks/$$script.py || exit 1; done
 
 clean:

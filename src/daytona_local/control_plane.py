@@ -95,6 +95,7 @@ async def create_sandbox(request: Request) -> JSONResponse:
         raise ApiError(400, "daytona_local runs snapshots only: image builds (buildInfo) are not supported")
     check_labels(body.labels)
     check_labels(body.env)
+    service = service_of(request)
     record = SandboxRecord(
         name="",
         snapshot=body.snapshot or DEFAULT_SNAPSHOT,
@@ -103,16 +104,14 @@ async def create_sandbox(request: Request) -> JSONResponse:
         labels=body.labels,
         public=body.public,
         network_block_all=body.network_block_all if body.network_block_all is not None else True,
-        cpu=body.cpu or 1,
-        memory=body.memory or 1,
-        disk=body.disk or 3,
+        limits=service.limits_for(body.cpu, body.memory, body.disk),
         auto_stop_interval=15 if body.auto_stop_interval is None else body.auto_stop_interval,
         auto_archive_interval=body.auto_archive_interval or 10080,
         auto_delete_interval=-1 if body.auto_delete_interval is None else body.auto_delete_interval,
         volumes=[VolumeMount(volume_id=v.volume_id, mount_path=v.mount_path, subpath=v.subpath) for v in body.volumes],
     )
     record.name = body.name if body.name is not None else record.id
-    record = await service_of(request).create(record)
+    record = await service.create(record)
     return sandbox_json(request, record)
 
 

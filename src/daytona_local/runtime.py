@@ -1,10 +1,13 @@
 """Running a sandbox: one bubblewrap container per started sandbox, commands spawned inside it.
 
 `Container.start()` launches bubblewrap with the sandbox's `MountPlan` and new PID, IPC, UTS (and,
-unless allowed, network) namespaces; inside, `sandbox_init` waits for spawn requests on a socket
-pair. `Container.stop()` kills that first process, and the kernel ends every other process of the
-PID namespace with it. `--isolation none` runs the same init directly on the host (no namespaces,
-no mount view): only for machines without bubblewrap, and loudly so.
+unless allowed, network) namespaces, under the server's seccomp filter; inside, `sandbox_init`
+(the PID namespace's init) joins the sandbox's cgroups and waits for spawn requests on a socket
+pair. Each command runs in a cgroup of its own where there are cgroups, so killing it reaches every
+process it started. `Container.stop()` kills that first process, and the kernel ends every other
+process of the PID namespace with it; the cgroup confirms none is left. `--isolation none` runs the
+same init directly on the host (no namespaces, no mount view): only for machines without
+bubblewrap, and loudly so.
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .containment.cgroups import SandboxCgroup
+from .containment.seccomp import filter_fd
 from .mounts import MountPlan
 
 INIT_SOURCE = (Path(__file__).parent / "sandbox_init.py").read_bytes()
@@ -86,6 +91,7 @@ class Command:
     id: int
     pid: int
     exited: asyncio.Future[int]
+    cgroup: Path | None = field(default=None, repr=False)
 
 
 class Container:
@@ -101,9 +107,18 @@ class Container:
         uid: int | None,
         gid: int | None,
         cwd: str,
+        cgroup: SandboxCgroup | None = None,
+        rlimits: Mapping[str, int] | None = None,
+        seccomp: bytes | None = None,
         on_boot_failure: Callable[[ContainerGone], None] | None = None,
     ) -> None:
         self._plan = plan
+        self.cgroup = cgroup
+        self._rlimits = dict(rlimits or {})
+        self._seccomp = seccomp
+        self._command_cgroups: dict[int, Path] = {}
+        self._lingering: set[Path] = set()  # command cgroups whose background processes still run
+        self._kills: set[asyncio.Task[None]] = set()
         self._hostname = hostname
         self._isolation = isolation
         self._network = network
@@ -128,23 +143,30 @@ class Container:
             return False
         return self._proc is None or (self._proc.poll() is None and self._sock is not None)
 
-    def _argv(self, control_fd: int, init_fd: int, options_fd: int) -> list[str]:
+    def _argv(self, control_fd: int, init_fd: int, options_fd: int, cgroup_fds: list[int]) -> list[str]:
         """bubblewrap reads its options from `options_fd` (see `_options`), so the sandbox's
-        /proc/1/cmdline shows no host paths; the init's source comes through a memfd too."""
+        /proc/1/cmdline shows no host paths; the init's source comes through a memfd too.
+        `cgroup_fds`: the cgroups the init joins, then the one it returns to after each spawn."""
         init = [sandbox_python(), "-I", "-S", f"/proc/self/fd/{init_fd}", str(control_fd)]
         init += [
             str(self._uid) if self._uid is not None else "-",
             str(self._gid) if self._gid is not None else "-",
+            ",".join(str(fd) for fd in cgroup_fds[:-1]),
+            str(cgroup_fds[-1]) if cgroup_fds else "-",
+            ",".join(f"{name}={value}" for name, value in self._rlimits.items()),
+            "-" if self._isolation == "none" else "pid1",
         ]
         if self._isolation == "none":
             return init
         return [bubblewrap_path() or "bwrap", "--args", str(options_fd), "--", *init]
 
-    def _options(self, bind_fds: Mapping[str, int]) -> bytes:
-        """bubblewrap's options, NUL-separated, as `--args` reads them."""
+    def _options(self, bind_fds: Mapping[str, int], seccomp_fd: int | None) -> bytes:
+        """bubblewrap's options, NUL-separated, as `--args` reads them. The init is the PID
+        namespace's own (`--as-pid-1`): the kernel shields it from its sandbox's signals."""
         args = [
             "--die-with-parent",
             "--new-session",
+            "--as-pid-1",
             "--unshare-pid",
             "--unshare-ipc",
             "--unshare-uts",
@@ -159,6 +181,11 @@ class Container:
         ]
         if not self._network:
             args.append("--unshare-net")
+        if self._uid is None:
+            # Unprivileged, bubblewrap makes a user namespace; no further one may be made in it.
+            args += ["--unshare-user", "--disable-userns"]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
         args += self._plan.bwrap_args(bind_fds)
         args += ["--chdir", self._cwd]
         return b"".join(arg.encode() + b"\0" for arg in args)
@@ -173,14 +200,20 @@ class Container:
         os.write(init_fd, INIT_SOURCE)
         options_fd = os.memfd_create("bwrap_options")
         bind_fds: dict[str, int] = {}
+        cgroup_fds: list[int] = []
+        extra_fds: list[int] = []
         try:
+            if self.cgroup is not None:
+                cgroup_fds = [*self.cgroup.open_join(), self.cgroup.open_home()]
             if self._isolation != "none":
                 bind_fds = self._open_binds()
-                os.write(options_fd, self._options(bind_fds))
+                seccomp_fd = filter_fd(self._seccomp) if self._seccomp is not None else None
+                extra_fds = [seccomp_fd] if seccomp_fd is not None else []
+                os.write(options_fd, self._options(bind_fds, seccomp_fd))
                 os.lseek(options_fd, 0, os.SEEK_SET)
             self._proc = subprocess.Popen(
-                self._argv(theirs.fileno(), init_fd, options_fd),
-                pass_fds=(theirs.fileno(), init_fd, options_fd, *bind_fds.values()),
+                self._argv(theirs.fileno(), init_fd, options_fd, cgroup_fds),
+                pass_fds=(theirs.fileno(), init_fd, options_fd, *bind_fds.values(), *cgroup_fds, *extra_fds),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
@@ -191,7 +224,7 @@ class Container:
             raise
         finally:
             theirs.close()
-            for fd in (init_fd, options_fd, *bind_fds.values()):
+            for fd in (init_fd, options_fd, *bind_fds.values(), *cgroup_fds, *extra_fds):
                 os.close(fd)
         ours.setblocking(False)
         self._sock = ours
@@ -258,10 +291,20 @@ class Container:
         elif kind == b"error":
             future = self._pending.pop(command_id, None)
             self._exits.pop(command_id, None)
+            self._release_cgroup(command_id)
             if future and not future.done():
                 future.set_exception(SpawnError(fields[1].decode(errors="replace")))
         elif kind == b"exit":
             self._resolve(self._exits.pop(command_id, None), int(fields[1]))
+            self._release_cgroup(command_id)
+
+    def _release_cgroup(self, command_id: int) -> None:
+        """Remove an ended command's cgroup, or keep it while what it left running runs."""
+        path = self._command_cgroups.pop(command_id, None)
+        if path is None:
+            return
+        self._lingering.add(path)
+        self._lingering = {p for p in self._lingering if not SandboxCgroup.remove_command(p)}
 
     @staticmethod
     def _resolve(future: asyncio.Future[int] | None, value: int) -> None:
@@ -293,23 +336,47 @@ class Container:
         if not self.running or self._loop is None or self._sock is None:
             raise ContainerGone("sandbox is not running")
         command_id = next(self._ids)
-        started: asyncio.Future[int] = self._loop.create_future()
-        exited: asyncio.Future[int] = self._loop.create_future()
-        self._pending[command_id] = started
-        self._exits[command_id] = exited
         fields = [b"spawn", str(command_id), cwd, str(len(argv)), *argv, *(f"{k}={v}" for k, v in env.items())]
         if any("\0" in field for field in fields[1:]):
             raise SpawnError("arguments, environment and working directory cannot contain NUL bytes")
         message = b"\0".join(f if isinstance(f, bytes) else f.encode() for f in fields)
         fds = array.array("i", [stdin, stdout, stderr])
-        self._sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        cgroup = self.cgroup.command(command_id) if self.cgroup is not None else None
+        started: asyncio.Future[int] = self._loop.create_future()
+        exited: asyncio.Future[int] = self._loop.create_future()
+        self._pending[command_id] = started
+        self._exits[command_id] = exited
+        if cgroup is not None:
+            self._command_cgroups[command_id] = cgroup
+            fds.append(os.open(cgroup / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC))
+        try:
+            self._sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        finally:
+            if cgroup is not None:
+                os.close(fds[3])
         pid = await started
-        return Command(command_id, pid, exited)
+        return Command(command_id, pid, exited, cgroup)
 
     def kill(self, command: Command, sig: int = signal.SIGKILL) -> None:
+        """Signal the command's process group; SIGKILL ends every process it started (its cgroup,
+        or its session where there is no cgroup), even those whose parent has exited."""
+        self._signal(command, sig)
+        if sig == signal.SIGKILL and self.cgroup is not None and command.cgroup is not None and self._loop:
+            task = self._loop.create_task(self.cgroup.kill(command.cgroup))
+            self._kills.add(task)
+            task.add_done_callback(self._kills.discard)
+
+    async def terminate(self, command: Command) -> None:
+        """SIGKILL every process the command started and return once they are gone (where a
+        cgroup tracks them; without one, once they are signalled)."""
+        self._signal(command, signal.SIGKILL)
+        if self.cgroup is not None and command.cgroup is not None:
+            await self.cgroup.kill(command.cgroup)
+
+    def _signal(self, command: Command, sig: int) -> None:
         if self._sock is not None:
             with contextlib.suppress(OSError):
-                self._sock.send(f"kill\0{command.id}\0{int(sig)}".encode())
+                self._sock.send(f"kill\0{command.id}\0{int(sig)}\0{command.pid}".encode())
 
     async def stop(self) -> None:
         """Kill every process of the sandbox and wait until they are gone."""
@@ -323,6 +390,12 @@ class Container:
         if self._sock is not None:
             self._closed()
         self._proc = None
+        if self.cgroup is not None:
+            await self.cgroup.kill()
+            for path in [*self._command_cgroups.values(), *self._lingering]:
+                SandboxCgroup.remove_command(path)
+            self._command_cgroups.clear()
+            self._lingering.clear()
 
 
 async def read_all(fd: int, limit: int = MAX_OUTPUT) -> bytes:
@@ -367,7 +440,7 @@ async def run_script(
 ) -> tuple[int, bytes]:
     """Run `script` by writing it to a shell's stdin, as Daytona's daemon does; output is combined.
 
-    Raises TimeoutError after killing the process group when `timeout` expires.
+    Raises TimeoutError when `timeout` expires, once every process the command started is killed.
     """
     stdin = os.memfd_create("script", os.MFD_CLOEXEC)
     read_end, write_end = os.pipe()
@@ -385,7 +458,7 @@ async def run_script(
                 code = await command.exited
                 output = await output_task
         except TimeoutError:
-            container.kill(command)
+            await container.terminate(command)
             raise
         finally:
             if not output_task.done():

@@ -19,6 +19,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from .beneath import make_dirs_beneath
+from .containment.cgroups import SandboxCgroup
+from .containment.enforcement import Enforcement
+from .containment.limits import Limits
 from .errors import ApiError, DaemonError
 from .files import SandboxFiles
 from .mounts import MountPlan
@@ -93,15 +96,40 @@ class SandboxService:
         self._publish = publish  # (event name, sandbox, its previous state): the notification gateway
         self._containers: dict[str, Container] = {}
         self._plans: dict[str, MountPlan] = {}
+        self._cgroups: dict[str, SandboxCgroup] = {}
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._as_root = os.geteuid() == 0
         self._system_plan = MountPlan.system(self._write_etc(settings.data_dir / "etc"))
         self._in_flight: Counter[str] = Counter()
+        self.enforcement = Enforcement.detect(settings.data_dir, isolated=settings.isolation == "bwrap")
+        log.info("daytona_local contains each sandbox on this machine with:\n%s", self.enforcement.report())
         for record in self.store.sandboxes.values():
+            if record.limits is None:
+                record.limits = self.limits_for(record.cpu, record.memory, record.disk)
+            self._report_limits(record)
             if record.state not in ("stopped", "archived"):
                 # No process survives a server restart: what was running is stopped now.
                 record.state = "stopped"
+                if self.enforcement.disks is not None:
+                    self.enforcement.disks.unmount(self.store.sandbox_dir(record.id))
                 self.store.save_sandbox(record)
+
+    # ---- limits -------------------------------------------------------------------------------
+    def limits_for(self, cpu: int | None, memory_gib: int | None, disk_gib: int | None) -> Limits:
+        """What a create asks, or this server's defaults; no more vCPUs than this machine has."""
+        settings = self.settings
+        return Limits(
+            cpu=min(cpu or settings.sandbox_cpu, len(os.sched_getaffinity(0))),
+            memory_mib=memory_gib * 1024 if memory_gib else settings.sandbox_memory_mib,
+            disk_mib=disk_gib * 1024 if disk_gib else settings.sandbox_disk_mib,
+            pids=settings.sandbox_pids,
+        )
+
+    def _report_limits(self, record: SandboxRecord) -> None:
+        """The DTO's cpu, memory and disk: what is enforced for this sandbox here, never more."""
+        assert record.limits is not None
+        shown = self.enforcement.in_force(record.limits, disk_quota=record.disk_quota)
+        record.cpu, record.memory, record.disk = shown["cpu"], shown["memory"], shown["disk"]
 
     # ---- lookup -------------------------------------------------------------------------------
     def get(self, id_or_name: str) -> SandboxRecord:
@@ -216,8 +244,15 @@ class SandboxService:
         make_dirs_beneath(str(root.parent), root.name, self._owner())
 
     def _materialize(self, record: SandboxRecord) -> MountPlan:
-        """Its directories and mount plan, then the record as started: one trip to a worker thread
-        for all the file system work of a start, none of it on the event loop."""
+        """Its disk, cgroup, directories and mount plan, then the record as started: one trip to a
+        worker thread for all the file system work of a start, none of it on the event loop."""
+        assert record.limits is not None
+        if record.disk_quota:
+            if self.enforcement.disks is None:
+                raise OSError("its disk is a filesystem image, which this server cannot mount (see the start-up log)")
+            self.enforcement.disks.mount(record.id, self.store.sandbox_dir(record.id), record.limits.disk_mib)
+        if self.enforcement.cgroups is not None:
+            self._cgroups[record.id] = self.enforcement.cgroups.sandbox(record.id, record.limits)
         self._prepare_dirs(record)
         plan = self.plan(record)
         record.state = "started"
@@ -249,6 +284,9 @@ class SandboxService:
             uid=self.settings.sandbox_uid if self._as_root else None,
             gid=self.settings.sandbox_uid if self._as_root else None,
             cwd=HOME if self.settings.isolation == "bwrap" else str(self.store.sandbox_dir(record.id) / "home"),
+            cgroup=self._cgroups.get(record.id),
+            rlimits=self.enforcement.rlimits(record.limits or self.limits_for(None, None, None), as_root=self._as_root),
+            seccomp=self.enforcement.seccomp,
             on_boot_failure=lambda failure: self._boot_failed(record, failure),
         )
         self._containers[record.id] = container
@@ -264,10 +302,23 @@ class SandboxService:
         self._state_changed(record, old_state)
 
     async def _halt(self, record: SandboxRecord) -> None:
+        """Stop its processes (all of them: the cgroup says when none is left), remove its cgroup
+        and take its disk off the host's view."""
         container = self._containers.pop(record.id, None)
         self._plans.pop(record.id, None)
         if container is not None:
             await container.stop()
+        cgroup = self._cgroups.pop(record.id, None)
+        if cgroup is not None:
+            await cgroup.kill()
+            cgroup.remove()
+        if record.disk_quota and self.enforcement.disks is not None:
+            await asyncio.to_thread(self.enforcement.disks.unmount, self.store.sandbox_dir(record.id))
+
+    async def _remove_files(self, record: SandboxRecord) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.store.sandbox_dir(record.id), True)
+        if self.enforcement.disks is not None:
+            await asyncio.to_thread(self.enforcement.disks.remove, record.id)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def create(self, record: SandboxRecord) -> SandboxRecord:
@@ -284,6 +335,9 @@ class SandboxService:
             raise ApiError(400, "two volumes cannot share a mount path")
         if record.name in self.store.sandbox_names:
             raise ApiError(409, f"Sandbox with name {record.name} already exists")
+        record.limits = record.limits or self.limits_for(None, None, None)
+        record.disk_quota = self.enforcement.disks is not None
+        self._report_limits(record)
         # Reserve the name before the first await so a concurrent create of the same name gets 409;
         # until it has started, others see it "creating", as on Daytona.
         record.state = "creating"
@@ -295,7 +349,8 @@ class SandboxService:
                 await self._run(record)
             except (ContainerGone, OSError, ApiError) as exc:
                 self.store.remove_sandbox(record)
-                await asyncio.to_thread(shutil.rmtree, self.store.sandbox_dir(record.id), True)
+                await self._halt(record)
+                await self._remove_files(record)
                 if isinstance(exc, ApiError):
                     raise
                 raise ApiError(400, f"Sandbox failed to start: {exc}") from exc
@@ -359,7 +414,7 @@ class SandboxService:
             self._require_exists(record)
             await self._halt(record)
             self.store.remove_sandbox(record)
-            await asyncio.to_thread(shutil.rmtree, self.store.sandbox_dir(record.id), True)
+            await self._remove_files(record)
             old_state, record.state = record.state, "destroyed"
             self._state_changed(record, old_state)
         self._locks.pop(record.id, None)
@@ -419,8 +474,16 @@ class SandboxService:
             await self.apply_timers()
 
     async def shutdown(self) -> None:
-        """Stop every container; the records stay as they are (a restart shows them stopped)."""
-        for sandbox_id in list(self._containers):
-            container = self._containers.pop(sandbox_id)
+        """Stop every sandbox's processes, remove this server's cgroups and unmount the disks; the
+        records stay as they are (a restart shows them stopped)."""
+        started = {r.id for r in self.store.sandboxes.values() if r.state in ("started", "error")}
+        for sandbox_id in {*self._containers, *self._cgroups, *started}:
+            record = self.store.sandboxes.get(sandbox_id)
             with contextlib.suppress(Exception):
-                await container.stop()
+                if record is not None:
+                    await self._halt(record)
+                else:
+                    container = self._containers.pop(sandbox_id, None)
+                    if container is not None:
+                        await container.stop()
+        self.enforcement.close()

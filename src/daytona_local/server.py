@@ -92,6 +92,11 @@ def serve(settings: ServerSettings) -> None:
     """Run in the foreground until interrupted."""
     check_isolation(settings)
     sock = _listening_socket(settings)
+    # The foreground server says what it does: which limits this machine enforces, auto-stops.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
     config = _uvicorn_config(settings, None, "info")
     # Everything imported and built so far lives as long as the process: kept out of the cyclic
     # collector, a full collection under load scans the requests' objects, not the whole heap

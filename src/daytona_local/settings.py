@@ -30,6 +30,12 @@ class ServerSettings(BaseSettings):
     isolation: Literal["bwrap", "none"] = "bwrap"
     network: bool = False  # sandboxes get loopback only unless this is set
     sandbox_uid: int = Field(default=1000, ge=1)  # the uid sandbox processes run as when the server is root
+    # A sandbox's limits when its create does not ask (Daytona's defaults: 1 vCPU, 1 GiB, 3 GiB);
+    # in MiB here so that tests can make small sandboxes. The create's `cpu`/`memory`/`disk` win.
+    sandbox_cpu: int = Field(default=1, ge=1, le=64)
+    sandbox_memory_mib: int = Field(default=1024, ge=32, le=1 << 20)
+    sandbox_disk_mib: int = Field(default=3072, ge=16, le=10 << 20)
+    sandbox_pids: int = Field(default=1024, ge=16, le=1 << 22)  # tasks (processes and threads)
     latency_ms: float = Field(default=0.0, ge=0, le=60_000)
     # time a create or start takes before it answers, as a real runner's container start does
     start_delay_ms: float = Field(default=0.0, ge=0, le=600_000)

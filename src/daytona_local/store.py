@@ -16,6 +16,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from .containment.limits import Limits
+
 ORGANIZATION_ID = "00000000-0000-4000-8000-000000000000"
 REGION = "local"
 
@@ -45,10 +47,13 @@ class SandboxRecord(BaseModel):
     labels: dict[str, str] = {}
     public: bool = False
     network_block_all: bool = True
+    # What the DTO shows: the limits in force here, 0 for a kind this machine does not enforce.
     cpu: int = 1
     gpu: int = 0
     memory: int = 1
     disk: int = 3
+    limits: Limits | None = None  # what the sandbox was given (None: a record older than limits)
+    disk_quota: bool = False  # its home and /tmp live on a filesystem of its disk size
     state: str = "started"
     error_reason: str | None = None
     auto_stop_interval: int = 15

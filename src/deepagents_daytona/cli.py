@@ -38,6 +38,9 @@ def _local(args: argparse.Namespace) -> int:
         "fault_seed": args.fault_seed,
         "network": args.network,
     }
+    for limit in ("sandbox_cpu", "sandbox_memory_mib", "sandbox_disk_mib", "sandbox_pids"):
+        if getattr(args, limit) is not None:
+            overrides[limit] = getattr(args, limit)
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
     if args.api_key:
@@ -174,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("--fault-rate", type=float, default=0.0, help="fraction of requests that fail")
     local.add_argument("--fault-seed", type=int, default=0)
+    limits = "a sandbox's limit when its create asks for none"
+    local.add_argument("--sandbox-cpu", type=int, help=f"vCPUs: {limits} (default 1)")
+    local.add_argument("--sandbox-memory-mib", type=int, help=f"memory in MiB: {limits} (default 1024)")
+    local.add_argument("--sandbox-disk-mib", type=int, help=f"disk in MiB: {limits} (default 3072)")
+    local.add_argument("--sandbox-pids", type=int, help="processes and threads per sandbox (default 1024)")
     local.set_defaults(run=_local)
 
     demo = commands.add_parser("demo", help="run the quickstart end to end (embedded daytona_local by default)")
