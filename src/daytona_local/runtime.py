@@ -30,11 +30,11 @@ from pathlib import Path
 from .containment.cgroups import SandboxCgroup
 from .containment.seccomp import filter_fd
 from .mounts import MountPlan
+from .output import Output
 
 INIT_SOURCE = (Path(__file__).parent / "sandbox_init.py").read_bytes()
 READ_CHUNK = 1 << 16
-# Output kept of one command; beyond it the rest is read and dropped so the command is not blocked.
-MAX_OUTPUT = 64 << 20
+READS_PER_TURN = 16  # pipe reads before the event loop gets a turn, however fast a command prints
 
 
 class SpawnError(Exception):
@@ -398,49 +398,54 @@ class Container:
             self._lingering.clear()
 
 
-async def read_all(fd: int, limit: int = MAX_OUTPUT) -> bytes:
-    """Read a pipe to EOF on the event loop (never blocking it); keep at most `limit` bytes."""
+async def read_into(fd: int, output: Output) -> None:
+    """Read a pipe to EOF on the event loop (never blocking it) into `output`. While `output`
+    spools to its file the pipe is not read, so a fast writer waits instead of filling memory."""
     loop = asyncio.get_running_loop()
     os.set_blocking(fd, False)
-    chunks = bytearray()
-    done: asyncio.Future[None] = loop.create_future()
+    readable = asyncio.Event()
 
-    def on_readable() -> None:
-        while True:
-            try:
-                data = os.read(fd, READ_CHUNK)
-            except BlockingIOError:
-                return
-            except OSError:
-                data = b""
-            if not data:
-                loop.remove_reader(fd)
-                if not done.done():
-                    done.set_result(None)
-                return
-            if len(chunks) < limit:
-                chunks.extend(data[: limit - len(chunks)])
+    def wake() -> None:  # one-shot: the pipe stays unwatched while its reader spools or yields
+        loop.remove_reader(fd)
+        readable.set()
 
-    loop.add_reader(fd, on_readable)
     try:
-        await done
+        while True:
+            loop.add_reader(fd, wake)
+            await readable.wait()
+            readable.clear()
+            for _ in range(READS_PER_TURN):
+                try:
+                    data = os.read(fd, READ_CHUNK)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    return
+                output.append(data)
+                if output.must_spool:
+                    await output.spool()
+            # READS_PER_TURN reads, or the pipe is empty: wait for it (other work runs meanwhile)
     finally:
         loop.remove_reader(fd)
-    return bytes(chunks)
 
 
-async def run_script(
+async def run_script_into(
     container: Container,
     shell: str,
     script: bytes,
+    output: Output,
     *,
     cwd: str,
     env: Mapping[str, str],
     timeout: float | None,
-) -> tuple[int, bytes]:
-    """Run `script` by writing it to a shell's stdin, as Daytona's daemon does; output is combined.
+) -> int:
+    """Run `script` by writing it to a shell's stdin, as Daytona's daemon does; its combined
+    output goes to `output`, and its exit code is returned.
 
-    Raises TimeoutError when `timeout` expires, once every process the command started is killed.
+    Raises TimeoutError when `timeout` expires, once every process the command started is killed;
+    a caller cancelled (its client gone) kills them the same way before the cancellation goes on.
     """
     stdin = os.memfd_create("script", os.MFD_CLOEXEC)
     read_end, write_end = os.pipe()
@@ -452,13 +457,13 @@ async def run_script(
         finally:
             os.close(write_end)
             os.close(stdin)
-        output_task = asyncio.ensure_future(read_all(read_end))
+        output_task = asyncio.ensure_future(read_into(read_end, output))
         try:
             async with asyncio.timeout(timeout):
                 code = await command.exited
-                output = await output_task
-        except TimeoutError:
-            await container.terminate(command)
+                await output_task
+        except (TimeoutError, asyncio.CancelledError):
+            await asyncio.shield(container.terminate(command))
             raise
         finally:
             if not output_task.done():
@@ -466,6 +471,21 @@ async def run_script(
                 # number can be reused by a client socket whose reader the late cleanup would remove.
                 output_task.cancel()
                 await asyncio.wait([output_task])
-        return code, output
+        return code
     finally:
         os.close(read_end)
+
+
+async def run_script(
+    container: Container,
+    shell: str,
+    script: bytes,
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    timeout: float | None,
+) -> tuple[int, bytes]:
+    """`run_script_into` for a caller that wants the output in memory: at most `MAX_OUTPUT` bytes."""
+    output = Output(None)
+    code = await run_script_into(container, shell, script, output, cwd=cwd, env=env, timeout=timeout)
+    return code, output.value()

@@ -17,18 +17,21 @@ import shlex
 import signal
 import uuid
 import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from fastapi import APIRouter, Request, Response, WebSocket
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
+from .client_gone import unless_client_gone
 from .errors import DaemonError
 from .files import SandboxFiles
-from .runtime import Command, Container, ContainerGone, SpawnError, run_script
+from .output import MAX_OUTPUT, READ_CHUNK, Output, json_stream
+from .runtime import Command, Container, ContainerGone, SpawnError, run_script_into
 from .sandboxes import HOME, SandboxService
 from .store import SandboxRecord
 from .toolbox_body import read_json
@@ -95,39 +98,51 @@ def running(request: HTTPConnection, sandbox_id: str) -> tuple[SandboxService, S
     return service, record, container
 
 
-async def run_command(
+async def command_reply(
+    request: Request,
     container: Container,
     argv_or_script: list[str] | bytes,
     *,
     cwd: str,
     env: dict[str, str],
     timeout: float | None,
-) -> dict[str, object]:
-    """Run a shell script (execute) or an argv (code-run): the daemon's `{exitCode, result}`."""
+    fields: Mapping[str, object] | None = None,
+) -> Response:
+    """Run a shell script (execute) or an argv (code-run, stdin empty): the daemon's
+    `{exitCode, result}` (and `fields`), streamed from the spooled output, with `"truncated": true`
+    when the output went over the cap. A client that goes away takes its command with it."""
+    if isinstance(argv_or_script, bytes):
+        script = argv_or_script
+    else:
+        script = ("exec " + " ".join(shlex.quote(a) for a in argv_or_script) + "\n").encode()
+    service: SandboxService = request.app.state.service
+    output = Output(service.settings.data_dir / "spool")
     try:
-        if isinstance(argv_or_script, bytes):
-            code, output = await run_script(container, SHELL, argv_or_script, cwd=cwd, env=env, timeout=timeout)
-        else:
-            code, output = await run_argv(container, argv_or_script, cwd=cwd, env=env, timeout=timeout)
+        code = await unless_client_gone(
+            request, run_script_into(container, SHELL, script, output, cwd=cwd, env=env, timeout=timeout)
+        )
     except SpawnError as exc:
-        return {"exitCode": -1, "result": str(exc)}
+        output.close()
+        return JSONResponse({"exitCode": -1, "result": str(exc), **(fields or {})})
     except TimeoutError:
+        output.close()
         raise DaemonError(408, "request timeout: command execution timeout") from None
     except ContainerGone:
+        output.close()
         raise DaemonError(400, "bad request: no IP address found. Is the Sandbox started?") from None
-    return {"exitCode": code, "result": output.decode("utf-8", errors="replace")}
-
-
-async def run_argv(
-    container: Container, argv: list[str], *, cwd: str, env: dict[str, str], timeout: float | None
-) -> tuple[int, bytes]:
-    """Run argv directly (code-run), stdin empty, stdout and stderr combined."""
-    script = " ".join(shlex.quote(a) for a in argv) + "\n"
-    return await run_script(container, SHELL, ("exec " + script).encode(), cwd=cwd, env=env, timeout=timeout)
+    except BaseException:
+        output.close()
+        raise
+    return json_stream(
+        {"exitCode": code, **(fields or {})},
+        {"result": output.chunks},
+        lambda: {"truncated": True} if output.truncated else {},
+        on_close=output.close,
+    )
 
 
 @router.post("/process/execute")
-async def execute(request: Request, sandbox_id: str) -> JSONResponse:
+async def execute(request: Request, sandbox_id: str) -> Response:
     _service, record, container = running(request, sandbox_id)
     body = await read_json(request)
     command = body.get("command")
@@ -142,18 +157,18 @@ async def execute(request: Request, sandbox_id: str) -> JSONResponse:
     cwd = body.get("cwd") or HOME
     if not isinstance(cwd, str) or "\x00" in cwd:
         raise DaemonError(400, "bad request: cwd must be a path")
-    result = await run_command(
+    return await command_reply(
+        request,
         container,
         command.encode(),
         cwd=cwd,
         env=request_env(record, body.get("envs")),
         timeout=parse_timeout(body.get("timeout")),
     )
-    return JSONResponse(result)
 
 
 @router.post("/process/code-run")
-async def code_run(request: Request, sandbox_id: str) -> JSONResponse:
+async def code_run(request: Request, sandbox_id: str) -> Response:
     _service, record, container = running(request, sandbox_id)
     body = await read_json(request)
     code, language = body.get("code"), body.get("language") or "python"
@@ -162,14 +177,15 @@ async def code_run(request: Request, sandbox_id: str) -> JSONResponse:
         raise DaemonError(400, f"bad request: code must be a string and language one of {sorted(LANGUAGES)}")
     if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
         raise DaemonError(400, "bad request: argv must be a list of strings")
-    result = await run_command(
+    return await command_reply(
+        request,
         container,
         [*LANGUAGES[language], code, *argv],
         cwd=HOME,
         env=request_env(record, body.get("envs")),
         timeout=parse_timeout(body.get("timeout")),
+        fields={"artifacts": {"charts": []}},
     )
-    return JSONResponse({**result, "artifacts": {"charts": []}})
 
 
 # ---- sessions -----------------------------------------------------------------------------------
@@ -251,15 +267,55 @@ def _exit_code(files: SandboxFiles, session: Session, command: SessionCommand) -
     return command.exit_code
 
 
-def _logs(files: SandboxFiles, session: Session, command: SessionCommand) -> dict[str, str]:
-    """The command's log so far: every line marked with its stream, in the order lines arrived."""
-    output = _read_text(files, f"{session.directory}/{command.id}/output.log") or ""
-    streams: dict[str, list[str]] = {STDOUT_MARK: [], STDERR_MARK: []}
-    for line in output.splitlines(keepends=True):
-        lines = streams.get(line[: len(STDOUT_MARK)])
-        if lines is not None:
-            lines.append(line[len(STDOUT_MARK) :])
-    return {"output": output, "stdout": "".join(streams[STDOUT_MARK]), "stderr": "".join(streams[STDERR_MARK])}
+def _log_blocks(files: SandboxFiles, path: str, limit: int, mark: bytes | None) -> Iterator[bytes]:
+    """The first `limit` bytes of a command's log, in blocks: the whole log (`mark` None, marks
+    included, as the daemon's `output`) or only the lines of one stream, their marks removed."""
+    try:
+        handle, _size = files.open_read(path)
+    except DaemonError:
+        return
+    block = bytearray()
+    with handle:
+        keep, at_line_start = False, True
+        while limit > 0 and (piece := handle.readline(min(READ_CHUNK, limit))):
+            limit -= len(piece)
+            starts_line, at_line_start = at_line_start, piece.endswith(b"\n")
+            if mark is not None and starts_line:
+                keep = piece.startswith(mark)
+                piece = piece[len(mark) :]
+            if mark is None or keep:
+                block += piece
+            if len(block) >= READ_CHUNK:
+                yield bytes(block)
+                block.clear()
+    if block:
+        yield bytes(block)
+
+
+def _log_size(files: SandboxFiles, path: str) -> int:
+    try:
+        handle, size = files.open_read(path)
+    except DaemonError:
+        return 0
+    handle.close()
+    return size
+
+
+async def _logs_reply(
+    files: SandboxFiles, session: Session, command: SessionCommand, fields: Mapping[str, object]
+) -> Response:
+    """`fields` and the command's log so far as the daemon's `output`, `stdout` and `stderr`
+    (every line marked with its stream, in the order lines arrived), streamed: at most
+    `MAX_OUTPUT` bytes of the log, with `"truncated": true` when it is longer."""
+    path = f"{session.directory}/{command.id}/output.log"
+    size = await run_in_threadpool(_log_size, files, path)
+    limit = min(size, MAX_OUTPUT)
+
+    def text(mark: bytes | None) -> Callable[[], AsyncIterator[bytes]]:
+        return lambda: iterate_in_threadpool(_log_blocks(files, path, limit, mark))
+
+    texts = {"output": text(None), "stdout": text(STDOUT_MARK.encode()), "stderr": text(STDERR_MARK.encode())}
+    return json_stream(fields, texts, lambda: {"truncated": True} if size > limit else {})
 
 
 def _wrapper(directory: str, stdin: str) -> str:
@@ -362,7 +418,7 @@ async def get_session(request: Request, sandbox_id: str, session_id: str) -> JSO
 
 
 @router.post("/process/session/{session_id}/exec")
-async def session_exec(request: Request, sandbox_id: str, session_id: str) -> JSONResponse:
+async def session_exec(request: Request, sandbox_id: str, session_id: str) -> Response:
     service, record, container = running(request, sandbox_id)
     body = await read_json(request)
     if session_id == "entrypoint":
@@ -398,16 +454,21 @@ async def session_exec(request: Request, sandbox_id: str, session_id: str) -> JS
             {"cmdId": command.id, "output": None, "stdout": None, "stderr": None, "exitCode": None},
             status_code=202,
         )
+    # A client gone stops the polling (the command goes on in its session, as an async one would).
+    await unless_client_gone(request, _finished(files, session, command))
+    return await _logs_reply(files, session, command, {"cmdId": command.id, "exitCode": command.exit_code})
+
+
+async def _finished(files: SandboxFiles, session: Session, command: SessionCommand) -> None:
+    """Wait for a sync command's exit code. Daytona reads the log as soon as the exit code appears
+    and may miss the last lines; this waits, briefly, for the readers too (a background process
+    can hold them open)."""
     while await run_in_threadpool(_exit_code, files, session, command) is None:
         await asyncio.sleep(POLL_SECONDS)
-    # Daytona reads the log as soon as the exit code appears and may miss the last lines; a
-    # reply here waits, briefly, for the readers (a background process can hold them open).
     loop = asyncio.get_running_loop()
     drained_by = loop.time() + DRAIN_SECONDS
     while loop.time() < drained_by and await run_in_threadpool(_draining, files, session, command):
         await asyncio.sleep(POLL_SECONDS)
-    logs = await run_in_threadpool(_logs, files, session, command)
-    return JSONResponse({"cmdId": command.id, **logs, "exitCode": command.exit_code})
 
 
 @router.get("/process/session/{session_id}/command/{command_id}")
@@ -422,10 +483,10 @@ async def get_command(request: Request, sandbox_id: str, session_id: str, comman
 
 
 @router.get("/process/session/{session_id}/command/{command_id}/logs")
-async def command_logs(request: Request, sandbox_id: str, session_id: str, command_id: str) -> JSONResponse:
+async def command_logs(request: Request, sandbox_id: str, session_id: str, command_id: str) -> Response:
     service, record, container = running(request, sandbox_id)
     session, command = find_command(container, session_id, command_id)
-    return JSONResponse(await run_in_threadpool(_logs, service.files(record), session, command))
+    return await _logs_reply(service.files(record), session, command, {})
 
 
 @router.post("/process/session/{session_id}/command/{command_id}/input", status_code=204)
