@@ -39,7 +39,7 @@ demo: setup
 	$(UV) run --frozen deepagents-daytona demo
 
 bench: setup
-	for script in local_server tool_latency concurrency webdav_stream noisy_neighbour; do \
+	for script in local_server tool_latency concurrency webdav_stream noisy_neighbour output_memory; do \
 	  $(UV) run --frozen python benchmarks/$$script.py || exit 1; done
 
 clean:

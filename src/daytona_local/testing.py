@@ -74,6 +74,13 @@ class LocalServerProcess:
         return f"http://127.0.0.1:{self.port}/api"
 
     @property
+    def pid(self) -> int:
+        """The server's process id (benchmarks read its memory in /proc)."""
+        if self._proc is None:
+            raise RuntimeError("the server is not started")
+        return self._proc.pid
+
+    @property
     def request_count(self) -> int:
         """Requests the server has answered, not counting these reads of the count."""
         self._stats_reads += 1
