@@ -6,6 +6,7 @@ import io
 import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from daytona import (
     AsyncSandbox,
@@ -18,6 +19,9 @@ from daytona import (
     Sandbox,
     VolumeMount,
 )
+
+from daytona_local.testing import LocalServer
+from daytona_local.toolbox_files import MAX_UPLOAD_PARTS
 
 HOME = "/home/daytona"
 
@@ -69,6 +73,63 @@ def test_download_files_reports_errors_per_path(sandbox: Sandbox, folder: str) -
     assert missing.error_details is not None
     assert missing.error_details.code == "FILE_NOT_FOUND"
     assert missing.error_details.status_code == 404
+
+
+def test_a_name_holding_crlf_and_quotes_downloads_intact_and_adds_no_header(
+    local_server: LocalServer, sandbox: Sandbox, folder: str
+) -> None:
+    name = 'evil\r\nX-Injected: yes\r\n\r\n"; q=".txt'
+    sandbox.fs.upload_file(b"payload", f"{folder}/{name}")
+    replies = sandbox.fs.download_files([FileDownloadRequest(f"{folder}/{name}"), FileDownloadRequest(f"{folder}/x")])
+    assert (replies[0].source, replies[0].result) == (f"{folder}/{name}", b"payload")
+    assert replies[1].error_details is not None and replies[1].error_details.code == "FILE_NOT_FOUND"
+
+    reply = httpx.post(
+        f"{sandbox.toolbox_proxy_url}/{sandbox.id}/files/bulk-download",
+        json={"paths": [f"{folder}/{name}"]},
+        headers={"Authorization": f"Bearer {local_server.api_key}"},
+    )
+    head = reply.content.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert [line.split(b":", 1)[0] for line in head[1:]] == [b"Content-Disposition", b"Content-Type", b"Content-Length"]
+    assert b"\r\nX-Injected" not in reply.content
+
+
+def test_a_refused_bulk_upload_writes_nothing(sandbox: Sandbox, folder: str) -> None:
+    """One bad part (a directory in the way) refuses the whole upload: no file is created, an
+    existing one keeps its content, and no staged file is left behind."""
+    sandbox.fs.upload_file(b"old", f"{folder}/kept.txt")
+    sandbox.fs.create_folder(f"{folder}/a-directory", "755")
+    uploads = [
+        FileUpload(b"new", f"{folder}/kept.txt"),
+        FileUpload(b"one", f"{folder}/new/1.txt"),
+        FileUpload(b"x", f"{folder}/a-directory"),
+        FileUpload(b"two", f"{folder}/2.txt"),
+    ]
+    with pytest.raises(DaytonaError):
+        sandbox.fs.upload_files(uploads)
+    assert sandbox.fs.download_file(f"{folder}/kept.txt") == b"old"
+    assert names_under(sandbox, folder) == {"kept.txt", "a-directory", "new"}
+    assert names_under(sandbox, f"{folder}/new") == set()
+
+
+def test_a_bulk_upload_over_the_part_cap_writes_nothing(sandbox: Sandbox, folder: str) -> None:
+    files = MAX_UPLOAD_PARTS // 2 + 1
+    with pytest.raises(DaytonaError, match="parts"):
+        sandbox.fs.upload_files([FileUpload(b"f", f"{folder}/{i}") for i in range(files)])
+    assert names_under(sandbox, folder) == set()
+
+
+def test_an_upload_over_an_existing_file_keeps_its_mode(sandbox: Sandbox, folder: str) -> None:
+    sandbox.fs.upload_file(b"#!/bin/sh\necho one\n", f"{folder}/run.sh")
+    sandbox.fs.set_file_permissions(f"{folder}/run.sh", mode="750")
+    sandbox.fs.upload_files([FileUpload(b"#!/bin/sh\necho two\n", f"{folder}/run.sh")])
+    assert sandbox.fs.get_file_info(f"{folder}/run.sh").mode == "-rwxr-x---"
+    assert sandbox.process.exec(f"{folder}/run.sh").result.strip() == "two"
+    assert names_under(sandbox, folder) == {"run.sh"}
+
+
+def names_under(sandbox: Sandbox, folder: str) -> set[str]:
+    return {entry.name for entry in sandbox.fs.list_files(folder)}
 
 
 def test_download_of_a_missing_file_raises_file_not_found(sandbox: Sandbox, folder: str) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fnmatch
 import os
+import secrets
 import shutil
 import stat
 from collections.abc import Iterator
@@ -175,6 +176,22 @@ def copy_across(src_fd: int, src_name: str, dst_fd: int, dst_name: str) -> None:
             shutil.copyfileobj(handle, out)
             os.fchmod(out.fileno(), stat.S_IMODE(st.st_mode))
             os.fchown(out.fileno(), st.st_uid, st.st_gid)
+
+
+@dataclass(frozen=True)
+class StagedUpload:
+    """An upload written beside its target, until it is renamed into place or removed."""
+
+    path: str  # the target, as the client asked for it
+    name: str  # the staged file's name in the target's directory
+
+
+def staging_name(name: str) -> str:
+    """`name` plus a random suffix (its prefix stays, so a hidden name stays hidden), shortened
+    on a UTF-8 boundary to fit a file name's 255 bytes."""
+    suffix = f".~{secrets.token_hex(6)}"
+    room = MAX_NAME - len(suffix)
+    return name.encode()[:room].decode(errors="ignore") + suffix
 
 
 @dataclass(frozen=True)
@@ -350,6 +367,44 @@ class SandboxFiles:
         except OSError as exc:
             raise os_error(exc, path) from exc
         return os.fdopen(fd, "wb")
+
+    def open_staged(self, path: str) -> tuple[StagedUpload, BinaryIO]:
+        """Create the file a bulk upload part streams into, beside `path` under a temporary name,
+        with the mode and owner the upload will have (an existing file's, else 0644 and the
+        sandbox user): `commit_staged` renames it into place, `discard_staged` removes it."""
+        target = self.target(path)
+        try:
+            self._writable(target)
+            self._make_parents(target)
+            with parent_of(target) as (parent, name):
+                try:
+                    existing: os.stat_result | None = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                except FileNotFoundError:
+                    existing = None
+                if existing is not None and stat.S_ISDIR(existing.st_mode):
+                    raise OSError(errno.EISDIR, "is a directory")
+                if existing is not None and not stat.S_ISREG(existing.st_mode):
+                    raise OSError(errno.EINVAL, "not a regular file")
+                staged = StagedUpload(path, staging_name(name))
+                fd = open_regular_for_write(parent, staged.name, os.O_CREAT | os.O_EXCL, 0o600)
+                os.fchmod(fd, stat.S_IMODE(existing.st_mode) if existing is not None else 0o644)
+                if self.owner is not None:
+                    os.fchown(fd, *((existing.st_uid, existing.st_gid) if existing is not None else self.owner))
+        except OSError as exc:
+            raise os_error(exc, path) from exc
+        return staged, os.fdopen(fd, "wb")
+
+    def commit_staged(self, staged: StagedUpload) -> None:
+        """Replace the upload's target with its staged file (one rename: never a half-written file)."""
+        try:
+            with parent_of(self.target(staged.path)) as (parent, name):
+                os.rename(staged.name, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except OSError as exc:
+            raise os_error(exc, staged.path) from exc
+
+    def discard_staged(self, staged: StagedUpload) -> None:
+        with contextlib.suppress(OSError, DaemonError), parent_of(self.target(staged.path)) as (parent, _name):
+            os.unlink(staged.name, dir_fd=parent)
 
     def open_append(self, path: str) -> BinaryIO:
         """Append to an existing regular file (a session command's log)."""

@@ -240,7 +240,8 @@ class Container:
         try:
             return self._plan.open_writable()
         except OSError as exc:
-            failure = ContainerGone(f"sandbox container failed to start: cannot open a mount's directory: {exc}")
+            reason = exc.strerror or type(exc).__name__  # not str(exc): it names the host path
+            failure = ContainerGone(f"sandbox container failed to start: cannot open a mount's directory: {reason}")
             self._stopped = True
             if self._on_boot_failure is not None:
                 self._on_boot_failure(failure)

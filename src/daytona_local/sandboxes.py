@@ -82,6 +82,13 @@ def validate_subpath(subpath: str | None) -> None:
         raise ApiError(400, f"Invalid subpath '{subpath}': must be relative, without '..' or '//'")
 
 
+def start_failure(exc: ContainerGone | OSError) -> ApiError:
+    """The client's error for a sandbox that could not start: an OSError's reason without the
+    host path it names."""
+    reason = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
+    return ApiError(400, f"Sandbox failed to start: {reason}")
+
+
 class SandboxService:
     """Sandboxes and their containers; the single place where states change."""
 
@@ -353,7 +360,7 @@ class SandboxService:
                 await self._remove_files(record)
                 if isinstance(exc, ApiError):
                     raise
-                raise ApiError(400, f"Sandbox failed to start: {exc}") from exc
+                raise start_failure(exc) from exc
         return record
 
     def _mountable_volume(self, id_or_name: str) -> VolumeRecord:
@@ -381,7 +388,7 @@ class SandboxService:
             try:
                 await self._run(record)
             except (ContainerGone, OSError) as exc:
-                raise ApiError(400, f"Sandbox failed to start: {exc}") from exc
+                raise start_failure(exc) from exc
             return record
 
     async def stop(self, record: SandboxRecord) -> SandboxRecord:

@@ -19,7 +19,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from .errors import DaemonError, daemon_body
-from .files import SandboxFiles
+from .files import SandboxFiles, StagedUpload
 from .sandboxes import SandboxService
 from .toolbox_body import read_json
 
@@ -117,13 +117,16 @@ async def set_permissions(
 
 # ---- uploads ------------------------------------------------------------------------------------
 class UploadSink:
-    """Receives multipart callbacks and writes each `files[i].file` part to its `files[i].path`."""
+    """Receives multipart callbacks and streams each `files[i].file` part into a file staged
+    beside its `files[i].path`. All or nothing: `finish` renames every staged file into place once
+    the whole body has arrived without an error, and otherwise removes them all."""
 
     def __init__(self, files: SandboxFiles) -> None:
         self.files = files
         self.paths: dict[int, str] = {}
         self.done: list[dict[str, object]] = []
         self.errors: list[str] = []
+        self._staged: list[StagedUpload] = []
         self._headers: dict[str, bytes] = {}
         self._field = b""
         self._value = b""
@@ -161,10 +164,14 @@ class UploadSink:
             if path is None:
                 self.errors.append(f"file[{index}]: missing .path metadata")
                 return
+            if self.errors:
+                return  # nothing will be kept: later parts are only checked, not written
             try:
-                self._handle = self.files.open_write(path)
+                staged, self._handle = self.files.open_staged(path)
             except DaemonError as exc:
                 self.errors.append(f"{path}: {exc.message}")
+                return
+            self._staged.append(staged)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._handle is not None:
@@ -192,10 +199,23 @@ class UploadSink:
     def on_end(self) -> None:
         self.complete = True
 
-    def close(self) -> None:
+    def finish(self) -> None:
+        """Keep every file if the whole body arrived without an error, else none."""
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+        committed = 0
+        if self.complete and not self.errors:
+            for staged in self._staged:
+                try:
+                    self.files.commit_staged(staged)
+                except DaemonError as exc:  # the sandbox changed the directory meanwhile
+                    self.errors.append(f"{staged.path}: {exc.message}")
+                    break
+                committed += 1
+        for staged in self._staged[committed:]:
+            self.files.discard_staged(staged)
+        self.done, self._staged = self.done[:committed], []
 
     def callbacks(self) -> dict[str, object]:
         names = ("part_begin", "header_field", "header_value", "header_end", "headers_finished", "part_data")
@@ -221,7 +241,7 @@ async def bulk_upload(request: Request, sandbox_id: str) -> JSONResponse:
     except Exception as exc:  # python-multipart raises its own errors for malformed bodies
         sink.errors.append(f"invalid multipart form: {exc}")
     finally:
-        await run_in_threadpool(sink.close)
+        await run_in_threadpool(sink.finish)
     status = 400 if sink.errors else 200
     body: dict[str, object] = {"files": sink.done}
     if sink.errors:
@@ -248,8 +268,15 @@ async def upload_one(request: Request, sandbox_id: str, path: str = "") -> JSONR
 
 
 # ---- downloads ----------------------------------------------------------------------------------
+# What a quoted `filename` cannot hold raw: quotes, and controls that would end the header line
+# (HTML's form encoding, which RFC 7578 follows, percent-encodes `"`, CR and LF).
+HEADER_ESCAPES = {c: f"%{c:02X}" for c in (*range(0x20), 0x22, 0x7F)}
+
+
 def _part_header(name: str, path: str, content_type: str, length: int) -> bytes:
-    latin = path.encode("latin-1", errors="replace").decode("latin-1").replace('"', "%22")
+    """A download part's header. The exact path is in `filename*` (percent-encoded UTF-8, which
+    the SDK reads first); `filename` is a Latin-1 label with nothing that could break the header."""
+    latin = path.encode("latin-1", errors="replace").decode("latin-1").translate(HEADER_ESCAPES)
     return (
         f"--{BOUNDARY}\r\n"
         f'Content-Disposition: form-data; name="{name}"; filename="{latin}"; '
