@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import http.client
 import io
 import logging
@@ -26,6 +27,7 @@ import pytest
 import uvicorn
 from a2wsgi import WSGIMiddleware
 from daytona import Daytona
+from wsgidav.dav_error import DAVError
 
 from conftest import plugin_settings
 from daytona_local.testing import LocalServer
@@ -33,6 +35,7 @@ from deepagents_daytona.manager import SandboxManager
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
 from deepagents_daytona.webdav import create_webdav_app
 from deepagents_daytona.webdav_auth import WSGIApp
+from deepagents_daytona.webdav_provider import dav_errors
 from deepagents_daytona.webdav_streams import DownloadReader, UploadAborted, UploadWriter
 
 USER = "alice"
@@ -319,6 +322,43 @@ def test_get_with_range_returns_the_slice(dav: httpx.Client, files: DaytonaSandb
     assert middle.content == data[300000:300100]
     assert middle.headers["Content-Range"] == f"bytes 300000-300099/{len(data)}"
     assert tail.content == data[-10:]
+
+
+@pytest.mark.parametrize(
+    "name", ["n" * 238, "n" * 255, "é" * 127, "x" + "é" * 127], ids=["238", "255", "254-utf8", "255-utf8"]
+)
+def test_a_put_of_a_name_up_to_255_bytes_is_created(
+    dav: httpx.Client, files: DaytonaSandboxBackend, folder: str, name: str
+) -> None:
+    """Its hidden partial file is 18 bytes longer than the name: it is shortened to fit."""
+    reply = dav.put(f"{folder}/{quote(name)}", content=b"long name")
+    assert reply.status_code == 201, reply.text
+    assert dav.get(f"{folder}/{quote(name)}").content == b"long name"
+    assert [entry["path"].rsplit("/", 1)[-1] for entry in files.fs_list(volume(files, folder))] == [name]
+
+
+def test_a_name_over_255_bytes_is_refused_naming_the_limit(dav: httpx.Client, folder: str) -> None:
+    reply = dav.put(f"{folder}/{'n' * 256}", content=b"x")
+    assert reply.status_code == 400
+    assert "255 bytes" in reply.text
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (OSError(errno.EIO, "mv: cannot move '/home/daytona/volumes/v/.x.put-1'", "/home/daytona/volumes/v/x"), 500),
+        (OSError("'/home/daytona/volumes/v/x': invalid file path: file name too long"), 500),
+        (OSError(errno.ENAMETOOLONG, "File name too long", "/home/daytona/volumes/v/x"), 400),
+        (IsADirectoryError(errno.EISDIR, "Is a directory", "/home/daytona/volumes/v/x"), 409),
+        (ValueError("invalid path '/home/daytona/volumes/v/x\x00': paths cannot contain NUL bytes"), 400),
+    ],
+)
+def test_an_error_page_names_the_dav_path_only(error: Exception, status: int) -> None:
+    with pytest.raises(DAVError) as raised, dav_errors("/docs/x"):
+        raise error
+    assert raised.value.value == status
+    assert raised.value.context_info is not None and raised.value.context_info.startswith("/docs/x: ")
+    assert "/home/daytona" not in raised.value.context_info
 
 
 def test_put_into_a_missing_folder_is_409_and_onto_a_folder_405(dav: httpx.Client, folder: str) -> None:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import io
+import os
 import posixpath
 import uuid
 from collections.abc import Iterator
@@ -157,7 +159,9 @@ def volume_path(root: str, path: str) -> str:
 
 @contextlib.contextmanager
 def dav_errors(path: str) -> Iterator[None]:
-    """Turn the backend's `OSError`s and sandbox errors into the WebDAV status they mean."""
+    """Turn the backend's `OSError`s and sandbox errors into the WebDAV status they mean. A page
+    names the client's own DAV `path` only: an error's text and file name are the backend's, and
+    name the path inside the files sandbox."""
     try:
         yield
     except DAVError:
@@ -167,15 +171,30 @@ def dav_errors(path: str) -> Iterator[None]:
     except PermissionError as exc:
         raise DAVError(HTTP_FORBIDDEN, f"{path}: permission denied") from exc
     except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
-        raise DAVError(HTTP_CONFLICT, f"{path}: {exc.strerror or exc}") from exc
+        raise DAVError(HTTP_CONFLICT, f"{path}: {_reason(exc)}") from exc
     except UploadAborted as exc:
-        raise DAVError(HTTP_BAD_REQUEST, f"{path}: {exc}") from exc
+        raise DAVError(HTTP_BAD_REQUEST, f"{path}: {exc}") from exc  # its texts are this module's own
     except (SandboxError, DaytonaError) as exc:  # DaytonaError: the manager could not reach Daytona at all
         raise DAVError(HTTP_SERVICE_UNAVAILABLE, f"The files sandbox is not available: {exc}") from exc
     except ValueError as exc:
-        raise DAVError(HTTP_BAD_REQUEST, f"{path}: {exc}") from exc
+        raise DAVError(HTTP_BAD_REQUEST, f"{path}: invalid path") from exc
     except OSError as exc:
-        raise DAVError(HTTP_INTERNAL_ERROR, f"{path}: {exc}") from exc
+        if exc.errno == errno.ENAMETOOLONG:
+            raise DAVError(HTTP_BAD_REQUEST, f"{path}: names are limited to {MAX_NAME_BYTES} bytes") from exc
+        raise DAVError(HTTP_INTERNAL_ERROR, f"{path}: {_reason(exc)}") from exc
+
+
+def _reason(exc: OSError) -> str:
+    """The system's text for the error's number (never `str(exc)`, which names the file)."""
+    return os.strerror(exc.errno) if exc.errno else "the files sandbox could not do this"
+
+
+def partial_name(name: str) -> str:
+    """The hidden file a PUT of `name` streams into: `.{name}.put-{12 hex}`, the name part
+    shortened on a UTF-8 boundary so that the whole fits a file name's 255 bytes."""
+    suffix = f".put-{uuid.uuid4().hex[:12]}"
+    room = MAX_NAME_BYTES - 1 - len(suffix)
+    return f".{name.encode('utf-8', 'surrogatepass')[:room].decode('utf-8', 'ignore')}{suffix}"
 
 
 class _SandboxEntry:
@@ -299,7 +318,7 @@ class DaytonaFile(_SandboxEntry, DAVNonCollection):
         self._refuse_if_read_only()
         backend, path = self._backend, self.path
         directory, name = posixpath.split(self._target)
-        partial = self._partial = posixpath.join(directory, f".{name}.put-{uuid.uuid4().hex[:12]}")
+        partial = self._partial = posixpath.join(directory, partial_name(name))
 
         def upload(reader: IO[bytes]) -> None:
             with dav_errors(path):
