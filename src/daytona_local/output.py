@@ -10,6 +10,7 @@ chunk by chunk (`json_stream`): the output is never held whole, not as bytes, st
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -68,8 +69,13 @@ class Output:
         self._file.write(self._buffer)
         self._buffer.clear()
 
+    @property
+    def in_memory(self) -> bool:
+        """Nothing spooled: the whole output is in `value()` (most commands print little)."""
+        return self._file is None
+
     def value(self) -> bytes:
-        """The whole output, for callers that keep it in memory (no spool directory)."""
+        """The whole output of an output `in_memory`."""
         if self._file is not None:
             raise RuntimeError("a spooled output is read with chunks()")
         return bytes(self._buffer)
@@ -106,31 +112,40 @@ async def json_text(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 def json_stream(
     fields: Mapping[str, object],
     texts: Mapping[str, TextChunks],
-    after: Callable[[], Mapping[str, object]] = dict,
+    tail: Mapping[str, object],
     *,
     on_close: Callable[[], None] | None = None,
 ) -> StreamingResponse:
-    """A JSON object reply written as it is produced: `fields` first, then each of `texts` (raw
-    output streamed into a JSON string), then `after()` (read once the texts are written: flags
-    such as `truncated` that are known only then). `on_close` runs however the reply ends."""
+    """A JSON object reply written as it is produced: `fields`, each of `texts` (raw output
+    streamed into a JSON string), then `tail`. `on_close` runs however the reply ends."""
 
     async def body() -> AsyncIterator[bytes]:
+        block = bytearray()  # pieces joined up to READ_CHUNK: a small reply is one write
         try:
-            head = json.dumps(dict(fields), ensure_ascii=False)[:-1]
-            separator = ", " if fields else ""
-            yield head.encode()
-            for name, chunks in texts.items():
-                yield f'{separator}{json.dumps(name)}: "'.encode()
-                async for piece in json_text(chunks()):
-                    yield piece
-                yield b'"'
-                separator = ", "
-            for name, value in after().items():
-                yield f"{separator}{json.dumps(name)}: {json.dumps(value, ensure_ascii=False)}".encode()
-                separator = ", "
-            yield b"}"
+            async with contextlib.aclosing(pieces()) as parts:
+                async for piece in parts:
+                    block += piece
+                    if len(block) >= READ_CHUNK:
+                        yield bytes(block)
+                        block.clear()
+            yield bytes(block)
         finally:
             if on_close is not None:
                 on_close()
+
+    async def pieces() -> AsyncIterator[bytes]:
+        separator = ", " if fields else ""
+        yield json.dumps(dict(fields), ensure_ascii=False)[:-1].encode()
+        for name, chunks in texts.items():
+            yield f'{separator}{json.dumps(name)}: "'.encode()
+            async with contextlib.aclosing(json_text(chunks())) as text:
+                async for piece in text:
+                    yield piece
+            yield b'"'
+            separator = ", "
+        for name, value in tail.items():
+            yield f"{separator}{json.dumps(name)}: {json.dumps(value, ensure_ascii=False)}".encode()
+            separator = ", "
+        yield b"}"
 
     return StreamingResponse(body(), media_type="application/json")

@@ -133,12 +133,11 @@ async def command_reply(
     except BaseException:
         output.close()
         raise
-    return json_stream(
-        {"exitCode": code, **(fields or {})},
-        {"result": output.chunks},
-        lambda: {"truncated": True} if output.truncated else {},
-        on_close=output.close,
-    )
+    flag = {"truncated": True} if output.truncated else {}
+    if output.in_memory:
+        result = output.value().decode("utf-8", errors="replace")
+        return JSONResponse({"exitCode": code, "result": result, **(fields or {}), **flag})
+    return json_stream({"exitCode": code, **(fields or {})}, {"result": output.chunks}, flag, on_close=output.close)
 
 
 @router.post("/process/execute")
@@ -315,7 +314,7 @@ async def _logs_reply(
         return lambda: iterate_in_threadpool(_log_blocks(files, path, limit, mark))
 
     texts = {"output": text(None), "stdout": text(STDOUT_MARK.encode()), "stderr": text(STDERR_MARK.encode())}
-    return json_stream(fields, texts, lambda: {"truncated": True} if size > limit else {})
+    return json_stream(fields, texts, {"truncated": True} if size > limit else {})
 
 
 def _wrapper(directory: str, stdin: str) -> str:
