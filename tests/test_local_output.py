@@ -9,29 +9,27 @@ it (a sync session command), and neither holds the sandbox out of auto-stop.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
-from daytona import AsyncDaytona, CreateSandboxFromSnapshotParams, Daytona, Sandbox, SandboxState, SessionExecuteRequest
+from daytona import (
+    AsyncDaytona,
+    AsyncSandbox,
+    CreateSandboxFromSnapshotParams,
+    Daytona,
+    Sandbox,
+    SandboxState,
+    SessionExecuteRequest,
+)
 
 from conftest import config_for
 from daytona_local.output import MAX_OUTPUT, MEMORY_LIMIT
 from daytona_local.testing import LocalServer
+from test_local_lifecycle import eventually
 from test_local_limits import host_processes_with
 
 OVER_CAP = MAX_OUTPUT + 4096
-
-
-def eventually(condition: Callable[[], bool], seconds: float = 60) -> bool:
-    """Poll until `condition` holds; the deadline only stops a broken server from hanging the suite."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
 
 
 # ---- output -----------------------------------------------------------------------------------------
@@ -104,14 +102,6 @@ async def fast_async_daytona(fast_server: LocalServer) -> AsyncIterator[AsyncDay
         yield client
 
 
-def stopped(sandbox: Sandbox) -> Callable[[], bool]:
-    def check() -> bool:
-        sandbox.refresh_data()
-        return sandbox.state == SandboxState.STOPPED
-
-    return check
-
-
 async def abandon(request: asyncio.Future[object], token: str) -> None:
     """Let the request's command start (its process visible on the host), then walk away."""
     assert await asyncio.to_thread(eventually, lambda: bool(host_processes_with(token)))
@@ -120,34 +110,42 @@ async def abandon(request: asyncio.Future[object], token: str) -> None:
         await request
 
 
-async def test_an_abandoned_execute_is_killed_and_does_not_hold_off_auto_stop(
+@pytest.fixture
+async def auto_stopping(
     fast_server: LocalServer, fast_async_daytona: AsyncDaytona
-) -> None:
+) -> AsyncIterator[tuple[AsyncSandbox, Callable[[], bool]]]:
+    """A sandbox that auto-stops after a 'minute' idle, and whether it has stopped yet."""
     sandbox = await fast_async_daytona.create(CreateSandboxFromSnapshotParams(auto_stop_interval=1))
-    sync_sandbox = Daytona(config_for(fast_server)).get(sandbox.id)
+    watched = Daytona(config_for(fast_server)).get(sandbox.id)
+
+    def stopped() -> bool:
+        watched.refresh_data()
+        return watched.state == SandboxState.STOPPED
+
+    yield sandbox, stopped
+    await fast_async_daytona.delete(sandbox)
+
+
+async def test_an_abandoned_execute_is_killed_and_does_not_hold_off_auto_stop(
+    auto_stopping: tuple[AsyncSandbox, Callable[[], bool]],
+) -> None:
+    sandbox, stopped = auto_stopping
     token = f"{4000 + uuid.uuid4().int % 1000}.25"
-    try:
-        request = asyncio.ensure_future(sandbox.process.exec(f"sleep {token}; sleep {token}"))
-        await abandon(request, token)
-        assert await asyncio.to_thread(eventually, lambda: not host_processes_with(token))
-        assert await asyncio.to_thread(eventually, stopped(sync_sandbox))
-    finally:
-        await fast_async_daytona.delete(sandbox)
+    request = asyncio.ensure_future(sandbox.process.exec(f"sleep {token}; sleep {token}"))
+    await abandon(request, token)
+    assert await asyncio.to_thread(eventually, lambda: not host_processes_with(token))
+    assert await asyncio.to_thread(eventually, stopped)
 
 
 async def test_an_abandoned_sync_session_command_does_not_hold_off_auto_stop(
-    fast_server: LocalServer, fast_async_daytona: AsyncDaytona
+    auto_stopping: tuple[AsyncSandbox, Callable[[], bool]],
 ) -> None:
-    sandbox = await fast_async_daytona.create(CreateSandboxFromSnapshotParams(auto_stop_interval=1))
-    sync_sandbox = Daytona(config_for(fast_server)).get(sandbox.id)
+    sandbox, stopped = auto_stopping
     token = f"{5000 + uuid.uuid4().int % 1000}.25"
-    try:
-        await sandbox.process.create_session("s")
-        request = asyncio.ensure_future(
-            sandbox.process.execute_session_command("s", SessionExecuteRequest(command=f"sleep {token}"))
-        )
-        await abandon(request, token)
-        assert await asyncio.to_thread(eventually, stopped(sync_sandbox))
-        assert not host_processes_with(token)  # stopping ended the session and its command
-    finally:
-        await fast_async_daytona.delete(sandbox)
+    await sandbox.process.create_session("s")
+    request = asyncio.ensure_future(
+        sandbox.process.execute_session_command("s", SessionExecuteRequest(command=f"sleep {token}"))
+    )
+    await abandon(request, token)
+    assert await asyncio.to_thread(eventually, stopped)
+    assert not host_processes_with(token)  # stopping ended the session and its command

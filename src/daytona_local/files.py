@@ -351,47 +351,48 @@ class SandboxFiles:
         return handle, st.st_size
 
     # ---- writing ------------------------------------------------------------------------------
-    def open_write(self, path: str) -> BinaryIO:
-        """Create or truncate a file for upload (parents made, an existing file keeps its mode)."""
+    @contextlib.contextmanager
+    def _to_write(self, path: str) -> Iterator[tuple[int, str]]:
+        """(parent directory descriptor, final name) of a file about to be written, its parents
+        made; an OSError inside becomes the daemon's error for `path`."""
         target = self.target(path)
         try:
             self._writable(target)
             self._make_parents(target)
             with parent_of(target) as (parent, name):
-                try:
-                    fd = open_regular_for_write(parent, name, os.O_CREAT | os.O_EXCL)
-                    if self.owner is not None:
-                        os.fchown(fd, *self.owner)
-                except FileExistsError:
-                    fd = open_regular_for_write(parent, name, os.O_TRUNC)
+                yield parent, name
         except OSError as exc:
             raise os_error(exc, path) from exc
+
+    def open_write(self, path: str) -> BinaryIO:
+        """Create or truncate a file for upload (parents made, an existing file keeps its mode)."""
+        with self._to_write(path) as (parent, name):
+            try:
+                fd = open_regular_for_write(parent, name, os.O_CREAT | os.O_EXCL)
+                if self.owner is not None:
+                    os.fchown(fd, *self.owner)
+            except FileExistsError:
+                fd = open_regular_for_write(parent, name, os.O_TRUNC)
         return os.fdopen(fd, "wb")
 
     def open_staged(self, path: str) -> tuple[StagedUpload, BinaryIO]:
         """Create the file a bulk upload part streams into, beside `path` under a temporary name,
         with the mode and owner the upload will have (an existing file's, else 0644 and the
         sandbox user): `commit_staged` renames it into place, `discard_staged` removes it."""
-        target = self.target(path)
-        try:
-            self._writable(target)
-            self._make_parents(target)
-            with parent_of(target) as (parent, name):
-                try:
-                    existing: os.stat_result | None = os.stat(name, dir_fd=parent, follow_symlinks=False)
-                except FileNotFoundError:
-                    existing = None
-                if existing is not None and stat.S_ISDIR(existing.st_mode):
-                    raise OSError(errno.EISDIR, "is a directory")
-                if existing is not None and not stat.S_ISREG(existing.st_mode):
-                    raise OSError(errno.EINVAL, "not a regular file")
-                staged = StagedUpload(path, staging_name(name))
-                fd = open_regular_for_write(parent, staged.name, os.O_CREAT | os.O_EXCL, 0o600)
-                os.fchmod(fd, stat.S_IMODE(existing.st_mode) if existing is not None else 0o644)
-                if self.owner is not None:
-                    os.fchown(fd, *((existing.st_uid, existing.st_gid) if existing is not None else self.owner))
-        except OSError as exc:
-            raise os_error(exc, path) from exc
+        with self._to_write(path) as (parent, name):
+            try:
+                existing: os.stat_result | None = os.stat(name, dir_fd=parent, follow_symlinks=False)
+            except FileNotFoundError:
+                existing = None
+            if existing is not None and stat.S_ISDIR(existing.st_mode):
+                raise OSError(errno.EISDIR, "is a directory")
+            if existing is not None and not stat.S_ISREG(existing.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            staged = StagedUpload(path, staging_name(name))
+            fd = open_regular_for_write(parent, staged.name, os.O_CREAT | os.O_EXCL, 0o600)
+            os.fchmod(fd, stat.S_IMODE(existing.st_mode) if existing is not None else 0o644)
+            if self.owner is not None:
+                os.fchown(fd, *((existing.st_uid, existing.st_gid) if existing is not None else self.owner))
         return staged, os.fdopen(fd, "wb")
 
     def commit_staged(self, staged: StagedUpload) -> None:

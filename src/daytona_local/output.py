@@ -99,6 +99,19 @@ class Output:
         self._buffer.clear()
 
 
+def coalesced(parts: Iterator[bytes], size: int = READ_CHUNK) -> Iterator[bytes]:
+    """Join small pieces (lines, part headers, small files) into blocks of about `size`: each
+    block is one hop from a worker thread and one write, so a small reply is a single write."""
+    block = bytearray()
+    for part in parts:
+        block += part
+        if len(block) >= size:
+            yield bytes(block)
+            block.clear()
+    if block:
+        yield bytes(block)
+
+
 async def json_text(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """UTF-8 bytes (invalid sequences replaced) as the inside of a JSON string, chunk by chunk."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")

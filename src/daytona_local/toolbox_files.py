@@ -20,6 +20,7 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from .errors import DaemonError, daemon_body
 from .files import SandboxFiles, StagedUpload
+from .output import coalesced
 from .sandboxes import SandboxService
 from .toolbox_body import read_json
 
@@ -308,19 +309,6 @@ def _download_parts(files: SandboxFiles, paths: list[str], method: str) -> Itera
     yield f"--{BOUNDARY}--\r\n".encode()
 
 
-def _coalesced(parts: Iterator[bytes], size: int = CHUNK) -> Iterator[bytes]:
-    """Join small pieces (part headers, small files) into blocks of about `size`: each block is one
-    hop from the worker thread and one write, so a small download is a single write."""
-    block = bytearray()
-    for part in parts:
-        block += part
-        if len(block) >= size:
-            yield bytes(block)
-            block.clear()
-    if block:
-        yield bytes(block)
-
-
 @router.post("/files/bulk-download")
 async def bulk_download(request: Request, sandbox_id: str) -> Response:
     files = sandbox_files(request, sandbox_id)
@@ -331,7 +319,7 @@ async def bulk_download(request: Request, sandbox_id: str) -> Response:
     paths = body.get("paths") if isinstance(body, dict) else None
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
         return JSONResponse({"error": 'request body must be {"paths": [ ... ]} and non-empty'}, status_code=400)
-    parts: AsyncIterator[bytes] = iterate_in_threadpool(_coalesced(_download_parts(files, paths, request.method)))
+    parts: AsyncIterator[bytes] = iterate_in_threadpool(coalesced(_download_parts(files, paths, request.method)))
     return StreamingResponse(parts, media_type=f"multipart/form-data; boundary={BOUNDARY}")
 
 

@@ -30,7 +30,7 @@ from starlette.websockets import WebSocketDisconnect
 from .client_gone import unless_client_gone
 from .errors import DaemonError
 from .files import SandboxFiles
-from .output import MAX_OUTPUT, READ_CHUNK, Output, json_stream
+from .output import MAX_OUTPUT, READ_CHUNK, Output, coalesced, json_stream
 from .runtime import Command, Container, ContainerGone, SpawnError, run_script_into
 from .sandboxes import HOME, SandboxService
 from .store import SandboxRecord
@@ -266,14 +266,13 @@ def _exit_code(files: SandboxFiles, session: Session, command: SessionCommand) -
     return command.exit_code
 
 
-def _log_blocks(files: SandboxFiles, path: str, limit: int, mark: bytes | None) -> Iterator[bytes]:
-    """The first `limit` bytes of a command's log, in blocks: the whole log (`mark` None, marks
-    included, as the daemon's `output`) or only the lines of one stream, their marks removed."""
+def _log_pieces(files: SandboxFiles, path: str, limit: int, mark: bytes | None) -> Iterator[bytes]:
+    """The first `limit` bytes of a command's log: the whole log (`mark` None, marks included, as
+    the daemon's `output`) or only the lines of one stream, their marks removed."""
     try:
         handle, _size = files.open_read(path)
     except DaemonError:
         return
-    block = bytearray()
     with handle:
         keep, at_line_start = False, True
         while limit > 0 and (piece := handle.readline(min(READ_CHUNK, limit))):
@@ -283,12 +282,7 @@ def _log_blocks(files: SandboxFiles, path: str, limit: int, mark: bytes | None) 
                 keep = piece.startswith(mark)
                 piece = piece[len(mark) :]
             if mark is None or keep:
-                block += piece
-            if len(block) >= READ_CHUNK:
-                yield bytes(block)
-                block.clear()
-    if block:
-        yield bytes(block)
+                yield piece
 
 
 def _log_size(files: SandboxFiles, path: str) -> int:
@@ -311,7 +305,7 @@ async def _logs_reply(
     limit = min(size, MAX_OUTPUT)
 
     def text(mark: bytes | None) -> Callable[[], AsyncIterator[bytes]]:
-        return lambda: iterate_in_threadpool(_log_blocks(files, path, limit, mark))
+        return lambda: iterate_in_threadpool(coalesced(_log_pieces(files, path, limit, mark)))
 
     texts = {"output": text(None), "stdout": text(STDOUT_MARK.encode()), "stderr": text(STDERR_MARK.encode())}
     return json_stream(fields, texts, {"truncated": True} if size > limit else {})
