@@ -183,7 +183,7 @@ class StagedUpload:
     """An upload written beside its target, until it is renamed into place or removed."""
 
     path: str  # the target, as the client asked for it
-    name: str  # the staged file's name in the target's directory
+    staged_path: str  # the staged file, in the sandbox's view
 
 
 def staging_name(name: str) -> str:
@@ -351,61 +351,72 @@ class SandboxFiles:
         return handle, st.st_size
 
     # ---- writing ------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _to_write(self, path: str) -> Iterator[tuple[int, str]]:
-        """(parent directory descriptor, final name) of a file about to be written, its parents
-        made; an OSError inside becomes the daemon's error for `path`."""
+    def open_write(self, path: str) -> BinaryIO:
+        """Create or truncate a file for upload (parents made, an existing file keeps its mode)."""
         target = self.target(path)
         try:
             self._writable(target)
             self._make_parents(target)
             with parent_of(target) as (parent, name):
-                yield parent, name
+                try:
+                    fd = open_regular_for_write(parent, name, os.O_CREAT | os.O_EXCL)
+                    if self.owner is not None:
+                        os.fchown(fd, *self.owner)
+                except FileExistsError:
+                    fd = open_regular_for_write(parent, name, os.O_TRUNC)
         except OSError as exc:
             raise os_error(exc, path) from exc
-
-    def open_write(self, path: str) -> BinaryIO:
-        """Create or truncate a file for upload (parents made, an existing file keeps its mode)."""
-        with self._to_write(path) as (parent, name):
-            try:
-                fd = open_regular_for_write(parent, name, os.O_CREAT | os.O_EXCL)
-                if self.owner is not None:
-                    os.fchown(fd, *self.owner)
-            except FileExistsError:
-                fd = open_regular_for_write(parent, name, os.O_TRUNC)
         return os.fdopen(fd, "wb")
 
     def open_staged(self, path: str) -> tuple[StagedUpload, BinaryIO]:
-        """Create the file a bulk upload part streams into, beside `path` under a temporary name,
-        with the mode and owner the upload will have (an existing file's, else 0644 and the
-        sandbox user): `commit_staged` renames it into place, `discard_staged` removes it."""
-        with self._to_write(path) as (parent, name):
+        """Create the file a bulk upload part streams into, under a temporary name in the target's
+        directory (or, while that is missing, the nearest one that exists: nothing else is made
+        yet), with the mode and owner the upload will have (an existing file's, else 0644 and the
+        sandbox user). `commit_staged` moves it into place, `discard_staged` removes it."""
+        target = self.target(path)
+        try:
+            self._writable(target)
             try:
-                existing: os.stat_result | None = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                existing: os.stat_result | None = stat_nofollow(target)
             except FileNotFoundError:
                 existing = None
             if existing is not None and stat.S_ISDIR(existing.st_mode):
                 raise OSError(errno.EISDIR, "is a directory")
             if existing is not None and not stat.S_ISREG(existing.st_mode):
                 raise OSError(errno.EINVAL, "not a regular file")
-            staged = StagedUpload(path, staging_name(name))
-            fd = open_regular_for_write(parent, staged.name, os.O_CREAT | os.O_EXCL, 0o600)
+            directory = os.path.dirname(target.sandbox_path)
+            while directory != "/" and not self._exists(self.target(directory)):
+                directory = os.path.dirname(directory)
+            staged = StagedUpload(path, os.path.join(directory, staging_name(os.path.basename(target.sandbox_path))))
+            with parent_of(self.target(staged.staged_path)) as (parent, name):
+                fd = open_regular_for_write(parent, name, os.O_CREAT | os.O_EXCL, 0o600)
             os.fchmod(fd, stat.S_IMODE(existing.st_mode) if existing is not None else 0o644)
             if self.owner is not None:
                 os.fchown(fd, *((existing.st_uid, existing.st_gid) if existing is not None else self.owner))
+        except OSError as exc:
+            raise os_error(exc, path) from exc
         return staged, os.fdopen(fd, "wb")
 
     def commit_staged(self, staged: StagedUpload) -> None:
-        """Replace the upload's target with its staged file (one rename: never a half-written file)."""
+        """Make the target's missing parents and move the staged file onto it (one rename: never a
+        half-written file)."""
+        target = self.target(staged.path)
         try:
-            with parent_of(self.target(staged.path)) as (parent, name):
-                os.rename(staged.name, name, src_dir_fd=parent, dst_dir_fd=parent)
+            self._make_parents(target)
+            with (
+                parent_of(self.target(staged.staged_path)) as (source, source_name),
+                parent_of(target) as (
+                    parent,
+                    name,
+                ),
+            ):
+                os.rename(source_name, name, src_dir_fd=source, dst_dir_fd=parent)
         except OSError as exc:
             raise os_error(exc, staged.path) from exc
 
     def discard_staged(self, staged: StagedUpload) -> None:
-        with contextlib.suppress(OSError, DaemonError), parent_of(self.target(staged.path)) as (parent, _name):
-            os.unlink(staged.name, dir_fd=parent)
+        with contextlib.suppress(OSError, DaemonError), parent_of(self.target(staged.staged_path)) as (parent, name):
+            os.unlink(name, dir_fd=parent)
 
     def open_append(self, path: str) -> BinaryIO:
         """Append to an existing regular file (a session command's log)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from .containment.cgroups import SandboxCgroup
 from .containment.seccomp import filter_fd
 from .mounts import MountPlan
-from .output import Output
+from .output import MAX_OUTPUT, Output
 
 INIT_SOURCE = (Path(__file__).parent / "sandbox_init.py").read_bytes()
 READ_CHUNK = 1 << 16
@@ -430,6 +430,13 @@ async def read_into(fd: int, output: Output) -> None:
             # READS_PER_TURN reads, or the pipe is empty: wait for it (other work runs meanwhile)
     finally:
         loop.remove_reader(fd)
+
+
+async def read_all(fd: int, limit: int = MAX_OUTPUT) -> bytes:
+    """Read a pipe to EOF into memory: at most `limit` bytes kept, the rest read and dropped."""
+    output = Output(None, cap=limit)
+    await read_into(fd, output)
+    return output.value()
 
 
 async def run_script_into(
