@@ -29,8 +29,8 @@ system-deps:
 	  else echo "please install:$$missing (e.g. sudo apt-get install$$missing)"; fi; fi
 
 lint: setup
-	$(UV) run --frozen ruff check src tests benchmarks examples
-	$(UV) run --frozen ruff format --check src tests benchmarks examples
+	$(UV) run --frozen ruff check src packages tests benchmarks examples
+	$(UV) run --frozen ruff format --check src packages tests benchmarks examples
 
 test: setup
 	$(UV) run --frozen pytest -q

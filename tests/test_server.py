@@ -33,9 +33,9 @@ from langgraph_sdk.errors import AuthenticationError, ConflictError, NotFoundErr
 from conftest import plugin_settings
 from daytona_local.testing import LocalServer
 from deepagents_daytona.agent import create_sandbox_agent
+from deepagents_daytona.demo.models import offline_model
 from deepagents_daytona.lifecycle import ThreadCleanupCheckpointer
 from deepagents_daytona.manager import ROLE_THREAD, SandboxManager
-from deepagents_daytona.models import offline_model
 
 TOKEN = "srv_" + "7" * 40
 MAX_BODY = 64 * 1024
