@@ -6,7 +6,7 @@ ifeq ($(UV),)
 UV := python3 -m uv
 endif
 
-.PHONY: setup test lint demo bench clean system-deps
+.PHONY: setup test test-lowest lint demo bench clean system-deps
 
 setup: .venv/.synced system-deps
 
@@ -16,11 +16,10 @@ setup: .venv/.synced system-deps
 	@touch $@
 
 # bubblewrap isolates sandboxes, libseccomp2 compiles their syscall filter and e2fsprogs makes their
-# disk images; cadaver and rclone are the real WebDAV clients the tests use; postgresql (initdb is
-# off PATH, so keyed by its full path) backs the API server's PostgreSQL tests.
+# disk images; cadaver and rclone are the real WebDAV clients the tests use.
 system-deps:
 	@missing=""; for pkg in bwrap:bubblewrap /usr/lib/*/libseccomp.so.2:libseccomp2 mkfs.ext4:e2fsprogs \
-	  cadaver:cadaver rclone:rclone /usr/lib/postgresql/*/bin/initdb:postgresql; do \
+	  cadaver:cadaver rclone:rclone; do \
 	  { command -v $${pkg%%:*} || ls $${pkg%%:*}; } >/dev/null 2>&1 || missing="$$missing $${pkg##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -35,12 +34,22 @@ lint: setup
 test: setup
 	$(UV) run --frozen pytest -q
 
+# The suite again at the lowest versions our ranges admit (direct dependencies), in its own venv,
+# so a range's floor is a version that truly works.
+test-lowest: system-deps
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	rm -rf .venv-lowest
+	$(UV) venv --quiet .venv-lowest
+	$(UV) pip install --quiet --python .venv-lowest/bin/python --resolution lowest-direct \
+	  -e '.[all]' -e packages/daytona-local --group dev
+	VIRTUAL_ENV= .venv-lowest/bin/python -m pytest -q
+
 demo: setup
 	$(UV) run --frozen deepagents-daytona demo
 
 bench: setup
-	for script in local_server tool_latency concurrency webdav_stream noisy_neighbour; do \
+	for script in local_server tool_latency concurrency webdav_stream noisy_neighbour install_footprint; do \
 	  $(UV) run --frozen python benchmarks/$$script.py || exit 1; done
 
 clean:
-	rm -rf .venv .pytest_cache .ruff_cache
+	rm -rf .venv .venv-lowest .pytest_cache .ruff_cache
