@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
-from . import control_plane, toolbox_files, toolbox_process
+from . import control_plane, toolbox_files, toolbox_process, toolbox_pty
 from .errors import DaemonError, install_handlers
 from .middleware import RequestCounter, ServerMiddleware
 from .notifications import Notifications
@@ -34,6 +34,7 @@ async def in_flight(connection: HTTPConnection, sandbox_id: str) -> AsyncIterato
 toolbox = APIRouter(prefix="/toolbox/{sandbox_id}", dependencies=[Depends(in_flight)])
 toolbox.include_router(toolbox_process.router)
 toolbox.include_router(toolbox_files.router)
+toolbox.include_router(toolbox_pty.router)
 
 
 @toolbox.get("/work-dir")
