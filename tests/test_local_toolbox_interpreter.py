@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ def test_state_persists_and_output_streams_to_the_callbacks(sandbox: Sandbox) ->
     interpreter = sandbox.code_interpreter
     streamed: list[tuple[str, str]] = []
 
-    def on(stream: str):  # noqa: ANN202 - a callback factory
+    def on(stream: str) -> Callable[[OutputMessage], None]:
         return lambda message: streamed.append((stream, message.output))
 
     first = interpreter.run_code(
@@ -27,14 +28,16 @@ def test_state_persists_and_output_streams_to_the_callbacks(sandbox: Sandbox) ->
         on_stderr=on("stderr"),
     )
     assert (first.stdout, first.stderr, first.error) == ("to out\n", "to err\n", None)
-    assert ("stdout", "to out\n") in streamed and ("stderr", "to err\n") in streamed
+    assert "".join(text for stream, text in streamed if stream == "stdout") == "to out\n"
+    assert "".join(text for stream, text in streamed if stream == "stderr") == "to err\n"
     second = interpreter.run_code("counter += 1\nprint(counter)\nimport os\nos.system('echo from a child')")
     assert second.stdout == "42\nfrom a child\n"
 
 
 def test_errors_come_as_name_value_traceback(sandbox: Sandbox) -> None:
     errors = []
-    result = sandbox.code_interpreter.run_code("def f():\n    raise ValueError('bad value')\nf()", on_error=errors.append)
+    code = "def f():\n    raise ValueError('bad value')\nf()"
+    result = sandbox.code_interpreter.run_code(code, on_error=errors.append)
     assert result.error is not None and errors == [result.error]
     assert (result.error.name, result.error.value) == ("ValueError", "bad value")
     assert 'File "<stdin>", line 2, in f' in result.error.traceback
@@ -108,7 +111,7 @@ async def test_async_interpreter(async_sandbox: AsyncSandbox) -> None:
     try:
         await interpreter.run_code("value = 'async'", context=context)
         result = await interpreter.run_code("print(value)", context=context, on_stdout=streamed.append)
-        assert result.stdout == "async\n" and [message.output for message in streamed] == ["async\n"]
+        assert result.stdout == "async\n" and "".join(message.output for message in streamed) == "async\n"
         with pytest.raises(DaytonaTimeoutError):
             await interpreter.run_code("import time\ntime.sleep(60)", context=context, timeout=1)
         assert context.id in [listed.id for listed in await interpreter.list_contexts()]

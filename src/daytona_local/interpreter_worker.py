@@ -1,7 +1,7 @@
 """The persistent Python process behind one code-interpreter context (runs inside the sandbox).
 
-Started by `toolbox_interpreter` as `python3 -u <this file's source>` with fd 0 a socket to the
-server, fds 1 and 2 pipes the server streams as the run's stdout and stderr (so output of
+Started by `toolbox_interpreter`, which sends this source down the socket first: fd 0 is a socket
+to the server, fds 1 and 2 pipes the server streams as the run's stdout and stderr (so output of
 subprocesses the code starts is captured too, not only `print`). Requests arrive on the socket
 as JSON lines `{"code": ..., "envs": {...}}`; each run's globals persist in one namespace. After a
 run it answers `{"type": "error", "name", "value", "traceback"}` when the code raised, then
@@ -46,12 +46,12 @@ def run(namespace: dict[str, object], code: str, envs: dict[str, str]) -> tuple[
     status, error = "completed", None
     try:
         RUNNING[0] = True
-        exec(compile(code, CELL, "exec"), namespace)  # noqa: S102 - running the user's code is the point
+        exec(compile(code, CELL, "exec"), namespace)
     except KeyboardInterrupt:
         status = "interrupted"
     except SystemExit:
         pass
-    except BaseException as exc:  # noqa: BLE001 - every error of the user's code is reported
+    except BaseException as exc:
         error = {"type": "error", "name": type(exc).__name__, "value": str(exc), "traceback": clean_traceback(exc)}
     finally:
         RUNNING[0] = False
@@ -71,6 +71,8 @@ def main() -> None:
     os.dup2(devnull, 0)  # the code reads an empty stdin, never the server's requests
     os.close(devnull)
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - stays open for the process's life
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True)  # whole lines stream while the cell runs
     requests = channel.makefile("rb")
     namespace: dict[str, object] = {"__name__": "__main__", "__builtins__": __builtins__}
     signal.signal(signal.SIGINT, interrupt)

@@ -135,7 +135,7 @@ async def start_worker(container: Container, record: SandboxRecord, context: Con
     (out_read, out_write), (err_read, err_write) = os.pipe(), os.pipe()
     try:
         command = await container.spawn(
-            [sandbox_python(), "-u", "-c", BOOT, str(len(WORKER_SOURCE))],
+            [sandbox_python(), "-c", BOOT, str(len(WORKER_SOURCE))],
             cwd=context.cwd,
             env=base_env(record),
             stdin=theirs.fileno(),
@@ -239,7 +239,9 @@ async def create_context(request: Request, sandbox_id: str) -> JSONResponse:
     body = await read_json(request)
     language, cwd = body.get("language") or LANGUAGE, body.get("cwd") or HOME
     if language != LANGUAGE:
-        raise DaemonError(400, f"bad request: unsupported language: {language} (only '{LANGUAGE}' is supported currently)")
+        raise DaemonError(
+            400, f"bad request: unsupported language: {language} (only '{LANGUAGE}' is supported currently)"
+        )
     if not isinstance(cwd, str) or "\x00" in cwd:
         raise DaemonError(400, "bad request: cwd must be a path")
     context = new_context(cwd)
@@ -279,7 +281,9 @@ class BadRun(Exception):
         self.reason = reason
 
 
-def parse_run(container: Container, record: SandboxRecord, text: str) -> tuple[Context, str, dict[str, str], float | None]:
+def parse_run(
+    container: Container, record: SandboxRecord, text: str
+) -> tuple[Context, str, dict[str, str], float | None]:
     """The context, code, envs and timeout of an execute request, checked as the daemon checks them."""
     try:
         message = json.loads(text)
