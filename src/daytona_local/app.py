@@ -13,7 +13,15 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
-from . import control_plane, toolbox_files, toolbox_git, toolbox_interpreter, toolbox_process, toolbox_pty
+from . import (
+    control_plane,
+    toolbox_files,
+    toolbox_git,
+    toolbox_interpreter,
+    toolbox_lsp,
+    toolbox_process,
+    toolbox_pty,
+)
 from .errors import DaemonError, install_handlers
 from .middleware import RequestCounter, ServerMiddleware
 from .notifications import Notifications
@@ -37,6 +45,7 @@ toolbox.include_router(toolbox_files.router)
 toolbox.include_router(toolbox_pty.router)
 toolbox.include_router(toolbox_interpreter.router)
 toolbox.include_router(toolbox_git.router)
+toolbox.include_router(toolbox_lsp.router)
 
 
 @toolbox.get("/work-dir")

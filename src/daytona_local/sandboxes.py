@@ -24,6 +24,7 @@ from .containment.enforcement import Enforcement
 from .containment.limits import Limits
 from .errors import ApiError, DaemonError
 from .files import SandboxFiles
+from .lsp_packages import python_lsp_mounts
 from .mounts import MountPlan
 from .notifications import CREATED, STATE_UPDATED
 from .runtime import Container, ContainerGone
@@ -100,6 +101,8 @@ class SandboxService:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._as_root = os.geteuid() == 0
         self._system_plan = MountPlan.system(self._write_etc(settings.data_dir / "etc"))
+        for sandbox_path, host_path in python_lsp_mounts():
+            self._system_plan.add(sandbox_path, host_path, writable=False)
         self._in_flight: Counter[str] = Counter()
         self.enforcement = Enforcement.detect(settings.data_dir, isolated=settings.isolation == "bwrap")
         log.info("daytona_local contains each sandbox on this machine with:\n%s", self.enforcement.report())
