@@ -26,6 +26,7 @@ import socket
 import struct
 import termios
 import weakref
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -122,6 +123,14 @@ class PtySession:
 
 
 PTYS: weakref.WeakKeyDictionary[Container, dict[str, PtySession]] = weakref.WeakKeyDictionary()
+# Tasks started from callbacks (a session's end, a slow client's close), held until they finish.
+BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def in_background(coroutine: Coroutine[None, None, None]) -> None:
+    task = asyncio.get_running_loop().create_task(coroutine)
+    BACKGROUND.add(task)
+    task.add_done_callback(BACKGROUND.discard)
 
 
 def ptys_of(container: Container) -> dict[str, PtySession]:
@@ -220,7 +229,7 @@ async def start(container: Container, record: SandboxRecord, session: PtySession
     os.set_blocking(session.master, False)
     loop = asyncio.get_running_loop()
     loop.add_reader(session.master, _on_output, session)
-    session.command.exited.add_done_callback(lambda exited: loop.create_task(_ended(container, session, exited)))
+    session.command.exited.add_done_callback(lambda exited: in_background(_ended(container, session, exited)))
 
 
 def _on_output(session: PtySession) -> None:
@@ -243,7 +252,7 @@ def _broadcast(session: PtySession, data: bytes) -> None:
             client.frames.put_nowait(data)
         except asyncio.QueueFull:
             session.clients.discard(client)
-            asyncio.get_running_loop().create_task(_close(client, 1008, "slow consumer"))
+            in_background(_close(client, 1008, "slow consumer"))
 
 
 async def _ended(container: Container, session: PtySession, exited: asyncio.Future[int]) -> None:
