@@ -28,6 +28,12 @@ system-deps:
 	    echo "installing:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
 	  else echo "please install:$$missing (e.g. sudo apt-get install$$missing)"; fi; fi
+	@# The TypeScript language server sandboxes run from the host's /usr (npm's global prefix there).
+	@command -v typescript-language-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v npm >/dev/null 2>&1; then \
+	    echo "installing: typescript-language-server typescript (npm)"; \
+	    npm install -g --silent --no-audit --no-fund "typescript-language-server@^4.4" "typescript@^5.9" >/dev/null; \
+	  else echo "optional: npm install -g typescript-language-server typescript (TypeScript LSP)"; fi; }
 
 lint: setup
 	$(UV) run --frozen ruff check src tests benchmarks examples

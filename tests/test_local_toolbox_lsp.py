@@ -1,5 +1,6 @@
 """daytona_local's language servers (`/lsp/...`) through the SDK, sync and async: Python, by
-jedi-language-server running inside the sandbox."""
+jedi-language-server running inside the sandbox, and TypeScript by typescript-language-server
+(installed by `make`)."""
 
 from __future__ import annotations
 
@@ -72,6 +73,35 @@ def test_relative_paths_are_relative_to_the_project(sandbox: Sandbox, project: s
         assert "helper" in names
     finally:
         lsp.stop()
+
+
+TYPESCRIPT = b"""export class Greeter {
+  hello(): number {
+    return 1;
+  }
+}
+export function helper(): void {}
+const greeter = new Greeter();
+greeter.he
+"""
+
+
+def test_typescript_symbols_and_completions(sandbox: Sandbox, project: str) -> None:
+    sandbox.fs.upload_file(b'{"compilerOptions": {"strict": true}}\n', f"{project}/tsconfig.json")
+    sandbox.fs.upload_file(TYPESCRIPT, f"{project}/main.ts")
+    lsp = sandbox.create_lsp_server(LspLanguageId.TYPESCRIPT, project)
+    lsp.start()
+    try:
+        lsp.did_open("main.ts")
+        symbols = {symbol.name: symbol for symbol in lsp.document_symbols("main.ts")}
+        assert {"Greeter", "hello", "helper"} <= set(symbols)
+        assert symbols["Greeter"].kind == 5 and symbols["Greeter"].location.uri == f"file://{project}/main.ts"
+        completions = lsp.completions("main.ts", LspCompletionPosition(line=7, character=10))
+        assert "hello" in [item.label for item in completions.items]
+        assert "Greeter" in [symbol.name for symbol in lsp.sandbox_symbols("Greet")]
+    finally:
+        lsp.stop()
+    assert "typescript-language-server" not in sandbox.process.exec("ps -eo args").result
 
 
 def test_bad_requests_get_daytona_errors(sandbox: Sandbox, project: str, local_server: LocalServer) -> None:

@@ -2,8 +2,9 @@
 
 One language server per (language, project path), spawned inside the sandbox and spoken to over
 its stdio (a socket pair) in LSP's Content-Length framed JSON-RPC. Python is served by
-jedi-language-server (its packages bound read-only by `lsp_packages`); other languages answer
-400 "unsupported language". Documents are read through the sandbox's own view of its files and
+jedi-language-server (its packages bound read-only by `lsp_packages`), TypeScript and JavaScript
+by typescript-language-server where npm installed it under the host's /usr (`make` does); other
+languages answer 400 "unsupported language". Documents are read through the sandbox's own view of its files and
 sent with `didOpen`; a relative path in a `file://` URI is relative to the project, as the SDK says.
 """
 
@@ -15,6 +16,7 @@ import itertools
 import json
 import os
 import posixpath
+import shutil
 import socket
 import weakref
 from collections.abc import Mapping
@@ -35,7 +37,8 @@ from .toolbox_process import base_env, running
 
 router = APIRouter()
 
-LANGUAGES = ("python",)
+LANGUAGES = ("python", "typescript", "javascript")
+TYPESCRIPT_SERVER = "typescript-language-server"
 REQUEST_SECONDS = 30.0
 MAX_DOCUMENT = 8 << 20
 PYTHON_SERVER = (
@@ -177,16 +180,33 @@ async def ask(server: LanguageServer, method: str, params: object) -> Any:
         raise DaemonError(400, f"bad request: {exc}") from None
 
 
+def server_argv(language: str, env: Mapping[str, str]) -> list[str]:
+    """How the language's server starts inside the sandbox. TypeScript's (and JavaScript's) is
+    found along the sandbox's PATH, which shows the host's /usr: a global npm install there."""
+    if language == "python":
+        return [sandbox_python(), "-I", "-c", PYTHON_SERVER]
+    binary = shutil.which(TYPESCRIPT_SERVER, path=env["PATH"])
+    if binary is None:
+        raise DaemonError(
+            400,
+            f"bad request: {TYPESCRIPT_SERVER} is not installed on this machine "
+            "(npm install -g typescript-language-server typescript)",
+        )
+    return [binary, "--stdio"]
+
+
 async def launch(container: Container, record: SandboxRecord, key: tuple[str, str]) -> LanguageServer:
     """Start the server in the project directory and initialize it."""
-    _language, project = key
+    language, project = key
+    env = base_env(record)
+    argv = server_argv(language, env)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     logs = os.open(os.devnull, os.O_WRONLY)  # the server's stderr: its own log lines
     try:
         command = await container.spawn(
-            [sandbox_python(), "-I", "-c", PYTHON_SERVER],
+            argv,
             cwd=project,
-            env=base_env(record),
+            env=env,
             stdin=theirs.fileno(),
             stdout=theirs.fileno(),
             stderr=logs,
