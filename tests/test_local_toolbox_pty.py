@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
@@ -16,6 +17,10 @@ from daytona import (
 )
 from daytona.common.pty import PtySize
 from daytona.handle.pty_handle import PtyHandle
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from daytona_local.testing import LocalServer
 
 
 def pty_id() -> str:
@@ -111,6 +116,17 @@ def test_bad_requests_get_daytona_errors(sandbox: Sandbox) -> None:
     finally:
         handle.disconnect()
         sandbox.process.kill_pty_session(session)
+
+
+def test_websocket_refusals_carry_the_daemon_status_and_body(sandbox: Sandbox, local_server: LocalServer) -> None:
+    toolbox = local_server.api_url.replace("http", "ws", 1).removesuffix("/api") + f"/toolbox/{sandbox.id}"
+    headers = {"Authorization": f"Bearer {local_server.api_key}"}
+    for path, status in (("/process/no-such-socket", 404), ("/process/pty/create-connect?id=x&cols=wide", 400)):
+        with pytest.raises(InvalidStatus) as refused, connect(toolbox + path, additional_headers=headers):
+            pass
+        body = json.loads(refused.value.response.body)
+        assert (refused.value.response.status_code, body["statusCode"]) == (status, status)
+        assert body["source"] == "DAYTONA_DAEMON"
 
 
 async def test_async_terminal(async_sandbox: AsyncSandbox) -> None:

@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
@@ -28,6 +28,7 @@ from .notifications import Notifications
 from .sandboxes import HOME, SandboxService
 from .settings import ServerSettings
 from .store import Store
+from .toolbox_ws import refuse
 
 log = logging.getLogger("daytona_local")
 
@@ -65,6 +66,12 @@ async def version(request: Request, sandbox_id: str) -> JSONResponse:
 @toolbox.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
 async def unknown_toolbox_route(sandbox_id: str, rest: str) -> JSONResponse:
     raise DaemonError(404, f"not found: daytona_local does not implement /{rest}")
+
+
+@toolbox.websocket("/{rest:path}")
+async def unknown_toolbox_socket(websocket: WebSocket, sandbox_id: str, rest: str) -> None:
+    """The same 404 for a WebSocket (closing before accepting would answer a bare 403)."""
+    await refuse(websocket, DaemonError(404, f"not found: daytona_local does not implement /{rest}"))
 
 
 def create_app(settings: ServerSettings, counter: RequestCounter | None = None) -> ASGIApp:
