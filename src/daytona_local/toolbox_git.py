@@ -35,6 +35,7 @@ CREDENTIAL_HELPER = (
     '"$DAYTONA_GIT_USERNAME" "$DAYTONA_GIT_PASSWORD"; }; f'
 )
 SCOPES = ("global", "local", "system")
+GIT_SECONDS = 600.0  # a clone or push over a network that never answers ends here, all it started killed
 RESET_MODES = ("soft", "mixed", "hard", "merge", "keep")
 # git's words -> the status the daemon answers; checked in order, the first match wins.
 FAILURES: tuple[tuple[int, tuple[str, ...]], ...] = (
@@ -157,8 +158,13 @@ async def _run(container: Container, argv: list[str], env: Mapping[str, str], st
         finally:
             for fd in (stdin_fd, out_write, err_write):
                 os.close(fd)
-        out, err = await asyncio.gather(read_all(out_read), read_all(err_read))
-        code = await command.exited
+        try:
+            async with asyncio.timeout(GIT_SECONDS):
+                out, err = await asyncio.gather(read_all(out_read), read_all(err_read))
+                code = await command.exited
+        except TimeoutError:
+            await container.terminate(command)
+            raise DaemonError(408, f"request timeout: git did not finish in {GIT_SECONDS:.0f} seconds") from None
     except SpawnError as exc:
         raise DaemonError(400, f"bad request: cannot run git in this sandbox: {exc}") from None
     except ContainerGone:

@@ -270,8 +270,11 @@ async def _ended(container: Container, session: PtySession, exited: asyncio.Futu
     if ptys_of(container).get(session.id) is session:
         del ptys_of(container)[session.id]
     for client in list(session.clients):
-        with contextlib.suppress(asyncio.QueueFull):
+        try:
             client.frames.put_nowait(None)
+        except asyncio.QueueFull:  # too far behind to be told the exit code: closed as slow
+            session.clients.discard(client)
+            in_background(_close(client, 1008, "slow consumer"))
     session.ended.set()
 
 
