@@ -16,16 +16,23 @@ setup: .venv/.synced system-deps
 	@touch $@
 
 # bubblewrap isolates sandboxes, libseccomp2 compiles their syscall filter and e2fsprogs makes their
-# disk images; cadaver and rclone are the real WebDAV clients the tests use.
+# disk images; cadaver and rclone are the real WebDAV clients the tests use; git answers the toolbox's
+# /git routes inside sandboxes.
 system-deps:
 	@missing=""; for pkg in bwrap:bubblewrap /usr/lib/*/libseccomp.so.2:libseccomp2 mkfs.ext4:e2fsprogs \
-	  cadaver:cadaver rclone:rclone; do \
+	  cadaver:cadaver rclone:rclone git:git; do \
 	  { command -v $${pkg%%:*} || ls $${pkg%%:*}; } >/dev/null 2>&1 || missing="$$missing $${pkg##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing:$$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null; \
 	  else echo "please install:$$missing (e.g. sudo apt-get install$$missing)"; fi; fi
+	@# The TypeScript language server sandboxes run from the host's /usr (npm's global prefix there).
+	@command -v typescript-language-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v npm >/dev/null 2>&1; then \
+	    echo "installing: typescript-language-server typescript (npm)"; \
+	    npm install -g --silent --no-audit --no-fund "typescript-language-server@^4.4" "typescript@^5.9" >/dev/null; \
+	  else echo "optional: npm install -g typescript-language-server typescript (TypeScript LSP)"; fi; }
 
 lint: setup
 	$(UV) run --frozen ruff check src packages tests benchmarks examples

@@ -8,18 +8,27 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
-from . import control_plane, toolbox_files, toolbox_process
+from . import (
+    control_plane,
+    toolbox_files,
+    toolbox_git,
+    toolbox_interpreter,
+    toolbox_lsp,
+    toolbox_process,
+    toolbox_pty,
+)
 from .errors import DaemonError, install_handlers
 from .middleware import RequestCounter, ServerMiddleware
 from .notifications import Notifications
 from .sandboxes import HOME, SandboxService
 from .settings import ServerSettings
 from .store import Store
+from .toolbox_ws import refuse
 
 log = logging.getLogger("daytona_local")
 
@@ -34,6 +43,10 @@ async def in_flight(connection: HTTPConnection, sandbox_id: str) -> AsyncIterato
 toolbox = APIRouter(prefix="/toolbox/{sandbox_id}", dependencies=[Depends(in_flight)])
 toolbox.include_router(toolbox_process.router)
 toolbox.include_router(toolbox_files.router)
+toolbox.include_router(toolbox_pty.router)
+toolbox.include_router(toolbox_interpreter.router)
+toolbox.include_router(toolbox_git.router)
+toolbox.include_router(toolbox_lsp.router)
 
 
 @toolbox.get("/work-dir")
@@ -53,6 +66,12 @@ async def version(request: Request, sandbox_id: str) -> JSONResponse:
 @toolbox.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
 async def unknown_toolbox_route(sandbox_id: str, rest: str) -> JSONResponse:
     raise DaemonError(404, f"not found: daytona_local does not implement /{rest}")
+
+
+@toolbox.websocket("/{rest:path}")
+async def unknown_toolbox_socket(websocket: WebSocket, sandbox_id: str, rest: str) -> None:
+    """The same 404 for a WebSocket (closing before accepting would answer a bare 403)."""
+    await refuse(websocket, DaemonError(404, f"not found: daytona_local does not implement /{rest}"))
 
 
 def create_app(settings: ServerSettings, counter: RequestCounter | None = None) -> ASGIApp:
