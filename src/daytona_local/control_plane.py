@@ -195,7 +195,9 @@ async def archive_sandbox(request: Request, id_or_name: str) -> JSONResponse:
 @router.delete("/sandbox/{id_or_name}")
 async def delete_sandbox(request: Request, id_or_name: str) -> JSONResponse:
     service = service_of(request)
-    return sandbox_json(request, await service.delete(service.get(id_or_name)))
+    record = await service.delete(service.get(id_or_name))
+    await asyncio.to_thread(request.app.state.signing.forget, record.id)
+    return sandbox_json(request, record)
 
 
 @router.put("/sandbox/{id_or_name}/labels")
@@ -207,6 +209,19 @@ async def replace_labels(request: Request, id_or_name: str) -> JSONResponse:
     record.labels = body.labels
     await service.update(record)
     return JSONResponse({"labels": record.labels})
+
+
+# Before the generic /sandbox/{id}/{setting}/{interval}, which would take `signing-key/rotate`.
+@router.get("/sandbox/{id_or_name}/signing-key")
+async def signing_key(request: Request, id_or_name: str) -> JSONResponse:
+    record = service_of(request).get(id_or_name)
+    return JSONResponse(await asyncio.to_thread(request.app.state.signing.get, record.id))
+
+
+@router.post("/sandbox/{id_or_name}/signing-key/rotate")
+async def rotate_signing_key(request: Request, id_or_name: str) -> JSONResponse:
+    record = service_of(request).get(id_or_name)
+    return JSONResponse(await asyncio.to_thread(request.app.state.signing.rotate, record.id))
 
 
 @router.post("/sandbox/{id_or_name}/{setting}/{interval}")
