@@ -351,14 +351,18 @@ class PreviewProxy:
 
     @staticmethod
     async def _refuse(scope: Scope, send: Send, refused: PreviewRefused) -> None:
+        """The error as an HTTP answer; a refused WebSocket handshake gets it too where the server
+        can send one (the ASGI denial-response extension), else a close (which clients see as 403)."""
+        kind = "http.response"
         if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008 if refused.status == 401 else 1011})
-            return
-        body = api_body(refused.status, refused.message, scope["path"])
-        payload = json.dumps(body).encode()
+            if "websocket.http.response" not in scope.get("extensions", {}):
+                await send({"type": "websocket.close", "code": 1008 if refused.status == 401 else 1011})
+                return
+            kind = "websocket.http.response"
+        payload = json.dumps(api_body(refused.status, refused.message, scope["path"])).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        await send({"type": "http.response.start", "status": refused.status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await send({"type": f"{kind}.start", "status": refused.status, "headers": headers})
+        await send({"type": f"{kind}.body", "body": payload})
 
 
 async def _pump_websocket(receive: Receive, send: Send, upstream: ClientConnection) -> None:
