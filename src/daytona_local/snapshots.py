@@ -80,6 +80,13 @@ async def list_snapshots(
     return JSONResponse({"items": items, "total": len(snapshots), "page": page, "totalPages": total_pages})
 
 
+@router.get("/{snapshot_id}/build-logs")
+@router.get("/{snapshot_id}/build-logs-url")
+async def snapshot_build_logs(request: Request, snapshot_id: str) -> JSONResponse:
+    find_snapshot(request, snapshot_id)
+    raise ApiError(404, f"Snapshot {snapshot_id} was not built here: it has no build logs")
+
+
 @router.get("/{id_or_name:path}")
 async def get_snapshot(request: Request, id_or_name: str) -> JSONResponse:
     # `:path`: the default's name holds a slash, which the SDK sends as %2F and the router decodes.
