@@ -134,3 +134,28 @@ async def test_async_preview_link(served: Sandbox, async_sandbox: AsyncSandbox) 
                 break
         assert answer.text == "hello from inside"
         assert (await client.get(link.url, headers={TOKEN_HEADER: "nope"})).status_code == 401
+
+
+def test_paths_and_queries_reach_the_server_as_sent(served: Sandbox) -> None:
+    served.fs.upload_file(b"spaced", "site/a b.txt")
+    link = served.get_preview_link(PORT)
+    wait_until_served(link.url, {TOKEN_HEADER: link.token})
+    answer = httpx.get(link.url + "a%20b.txt?x=1&y=%2F", headers={TOKEN_HEADER: link.token})
+    assert answer.status_code == 200 and answer.text == "spaced"
+
+
+def test_a_public_sandbox_needs_no_token(daytona: Daytona) -> None:
+    sandbox = daytona.create()
+    try:
+        sandbox.process.create_session("public-http")
+        command = f"python3 -m http.server {PORT} --bind 127.0.0.1"
+        sandbox.process.execute_session_command("public-http", SessionExecuteRequest(command=command, run_async=True))
+        link = sandbox.get_preview_link(PORT)
+        assert wait_until_served(link.url, {TOKEN_HEADER: link.token}).status_code == 200
+        assert httpx.get(link.url).status_code == 401
+        sandbox.set_public(True)
+        assert httpx.get(link.url).status_code == 200
+        sandbox.set_public(False)
+        assert httpx.get(link.url).status_code == 401
+    finally:
+        daytona.delete(sandbox)

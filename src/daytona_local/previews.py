@@ -233,20 +233,23 @@ class PreviewProxy:
             await self.app(scope, receive, send)
             return
         try:
-            container, port, path = self._route(scope)
+            sandbox_id, container, port, path = self._route(scope)
         except PreviewRefused as refused:
             await self._refuse(scope, send, refused)
             return
         try:
-            if scope["type"] == "http":
-                await self._http(scope, receive, send, container, port, path)
-            else:
-                await self._websocket(scope, receive, send, container, port, path)
+            with self.service.in_flight(sandbox_id):  # an open preview connection is activity
+                if scope["type"] == "http":
+                    await self._http(scope, receive, send, container, port, path)
+                else:
+                    await self._websocket(scope, receive, send, container, port, path)
         except PreviewRefused as refused:
             await self._refuse(scope, send, refused)
 
-    def _route(self, scope: Scope) -> tuple[Container, int, str]:
-        match = TARGET.match(scope["path"])
+    def _route(self, scope: Scope) -> tuple[str, Container, int, str]:
+        """The sandbox, its container, the port and the path (as the client encoded it) to forward."""
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        match = TARGET.match(raw_path.decode("latin-1"))
         if match is None:
             raise PreviewRefused(404, "preview URLs look like /preview/{port}-{sandboxId}/")
         port = int(match["port"])
@@ -263,9 +266,11 @@ class PreviewProxy:
             _record, container = self.service.container_for(record.id)
         except DaemonError as exc:  # not started, archived
             raise PreviewRefused(502, exc.message) from None
-        kept = [(k, v) for k, v in query if k != TOKEN_QUERY]
-        path = (match["rest"] or "/") + (f"?{urlencode(kept)}" if kept else "")
-        return container, port, path
+        raw_query = scope["query_string"].decode("latin-1")
+        if any(name == TOKEN_QUERY for name, _ in query):
+            raw_query = urlencode([(k, v) for k, v in query if k != TOKEN_QUERY])
+        path = (match["rest"] or "/") + (f"?{raw_query}" if raw_query else "")
+        return record.id, container, port, path
 
     def _authorized(self, scope: Scope, record: SandboxRecord, query: list[tuple[str, str]]) -> bool:
         expected = self.tokens.token(record.id).encode()
