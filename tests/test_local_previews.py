@@ -12,6 +12,8 @@ from daytona import AsyncSandbox, Daytona, DaytonaNotFoundError, Sandbox, Sessio
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as websocket_connect
 
+from daytona_local.testing import LocalServer
+
 PORT = 8123
 WS_PORT = 8124
 TOKEN_HEADER = "X-Daytona-Preview-Token"
@@ -120,6 +122,29 @@ def test_websocket_through_the_preview(served: Sandbox) -> None:
         served.process.delete_session("preview-ws")
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/sandbox/{id}/ports/0/preview-url",
+        "/sandbox/{id}/ports/70000/preview-url",
+        "/sandbox/{id}/ports/http/preview-url",
+        "/sandbox/{id}/ports/80/signed-preview-url?expiresInSeconds=0",
+        "/sandbox/{id}/ports/80/signed-preview-url?expiresInSeconds=soon",
+    ],
+)
+def test_bad_preview_requests_get_400(sandbox: Sandbox, local_server: LocalServer, path: str) -> None:
+    headers = {"Authorization": f"Bearer {local_server.api_key}"}
+    answer = httpx.get(local_server.api_url + path.format(id=sandbox.id), headers=headers)
+    assert answer.status_code == 400 and answer.json()["source"] == "DAYTONA_API"
+
+
+def test_preview_paths_that_name_nothing(local_server: LocalServer, served: Sandbox) -> None:
+    base = local_server.api_url.removesuffix("/api")
+    assert httpx.get(f"{base}/preview/").status_code == 404
+    assert httpx.get(f"{base}/preview/99999-{served.id}/").status_code == 400
+    assert httpx.get(f"{base}/preview/{PORT}-no-such-sandbox/").status_code == 404
+
+
 def test_preview_of_unknown_sandbox(daytona: Daytona) -> None:
     with pytest.raises(DaytonaNotFoundError):
         daytona.get("no-such-sandbox-here").get_preview_link(80)  # the get already fails
@@ -159,3 +184,13 @@ def test_a_public_sandbox_needs_no_token(daytona: Daytona) -> None:
         assert httpx.get(link.url).status_code == 401
     finally:
         daytona.delete(sandbox)
+
+
+def test_the_host_form_keeps_the_path(served: Sandbox, local_server: LocalServer) -> None:
+    link = served.get_preview_link(PORT)
+    wait_until_served(link.url, {TOKEN_HEADER: link.token})
+    base = local_server.api_url.removesuffix("/api")
+    headers = {"Host": f"{PORT}-{served.id}.localhost", TOKEN_HEADER: link.token}
+    answer = httpx.get(f"{base}/index.html", headers=headers)
+    assert answer.status_code == 200 and answer.text == "hello from inside"
+    assert httpx.get(f"{base}/index.html", headers={"Host": f"{PORT}-{served.id}.localhost"}).status_code == 401

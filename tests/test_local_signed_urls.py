@@ -85,8 +85,11 @@ def test_rotation_invalidates_earlier_urls(daytona: Daytona) -> None:
         assert httpx.get(sandbox.download_url("r.txt")).content == b"rotated"
         # The key is the sandbox's: another client fetching it signs URLs that work too.
         assert httpx.get(daytona.get(sandbox.id).download_url("r.txt")).content == b"rotated"
+        current = sandbox.download_url("r.txt")
     finally:
         daytona.delete(sandbox)
+    gone = httpx.get(current)
+    assert gone.status_code == 404 and gone.json()["source"] == "DAYTONA_DAEMON"
 
 
 def test_signing_key_of_unknown_sandbox_is_not_found(local_server: LocalServer) -> None:

@@ -10,6 +10,11 @@ Access, as on Daytona's proxy: a public sandbox needs nothing; a private one nee
 token (`X-Daytona-Preview-Token` header or `DAYTONA_SANDBOX_AUTH_KEY` query parameter) or the API
 key as a bearer token, else 401. A signed preview URL puts a token of its own, valid until it
 expires or is expired, in place of the sandbox id: `/preview/{port}-{token}/`.
+
+The host form of Daytona's links works too: a request whose Host is `{port}-{id}.<anything>`
+(a browser resolves `*.localhost` to this machine) goes to that port with its path unchanged, so
+pages that link from the root work; the links handed out use the path form, which every client
+can resolve.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from .store import SandboxRecord
 router = APIRouter(prefix="/api/sandbox/{id_or_name}/ports/{port}")
 PREFIX = "/preview/"
 TARGET = re.compile(r"^/preview/(?P<port>\d{1,5})-(?P<target>[A-Za-z0-9_-]+)(?P<rest>/.*)?$")
+HOST_TARGET = re.compile(rb"^(?P<port>\d{1,5})-(?P<target>[A-Za-z0-9_-]+)\.")
 TOKEN_HEADER = b"x-daytona-preview-token"
 TOKEN_QUERY = "DAYTONA_SANDBOX_AUTH_KEY"
 HOP_BY_HOP = {
@@ -229,7 +235,9 @@ class PreviewProxy:
         self.api_key = api_key.encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not scope["path"].startswith(PREFIX):
+        if scope["type"] not in ("http", "websocket") or not (
+            scope["path"].startswith(PREFIX) or self._preview_host(scope) is not None
+        ):
             await self.app(scope, receive, send)
             return
         try:
@@ -249,6 +257,9 @@ class PreviewProxy:
     def _route(self, scope: Scope) -> tuple[str, Container, int, str]:
         """The sandbox, its container, the port and the path (as the client encoded it) to forward."""
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        host = self._preview_host(scope)
+        if host is not None:  # {port}-{id}.host/path: the path as it is
+            raw_path = b"/preview/" + host["port"] + b"-" + host["target"] + raw_path
         match = TARGET.match(raw_path.decode("latin-1"))
         if match is None:
             raise PreviewRefused(404, "preview URLs look like /preview/{port}-{sandboxId}/")
@@ -271,6 +282,11 @@ class PreviewProxy:
             raw_query = urlencode([(k, v) for k, v in query if k != TOKEN_QUERY])
         path = (match["rest"] or "/") + (f"?{raw_query}" if raw_query else "")
         return record.id, container, port, path
+
+    @staticmethod
+    def _preview_host(scope: Scope) -> re.Match[bytes] | None:
+        host = next((value for name, value in scope["headers"] if name == b"host"), b"")
+        return HOST_TARGET.match(host)
 
     def _authorized(self, scope: Scope, record: SandboxRecord, query: list[tuple[str, str]]) -> bool:
         expected = self.tokens.token(record.id).encode()
