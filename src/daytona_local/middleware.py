@@ -88,9 +88,9 @@ class ServerMiddleware:
             await asyncio.sleep(self.latency)
         path: str = scope["path"]
         if path.startswith(("/api/", "/toolbox/")) and not self._authorized(scope):
-            try:
-                signed = self.signing is not None and self.signing.check(
-                    scope["method"], path, scope["query_string"], self.sandbox_ids()
+            try:  # in a thread: the first check of a sandbox reads its key from disk
+                signed = self.signing is not None and await asyncio.to_thread(
+                    self.signing.check, scope["method"], path, scope["query_string"], self.sandbox_ids()
                 )
             except SignatureRefused as refused:
                 await self._reply(scope, send, refused.status, refused.message)

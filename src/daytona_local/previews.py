@@ -43,7 +43,7 @@ from websockets.asyncio.client import connect as websocket_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from .errors import ApiError, DaemonError, api_body
-from .runtime import Command, Container, ContainerGone, SpawnError, sandbox_python
+from .runtime import Container, ContainerGone, SpawnError, sandbox_python
 from .sandboxes import SandboxService
 from .store import SandboxRecord
 
@@ -183,24 +183,10 @@ class PreviewRefused(Exception):
         self.message = message
 
 
-@dataclass
-class Relay:
-    """A connection to a port inside a sandbox, through a relay process started there."""
-
-    sock: socket.socket
-    command: Command
-    container: Container
-
-    async def close(self) -> None:
-        self.sock.close()
-        with contextlib.suppress(asyncio.TimeoutError, ContainerGone):
-            await asyncio.wait_for(asyncio.shield(self.command.exited), timeout=1)
-            return
-        await self.container.terminate(self.command)
-
-
 @contextlib.asynccontextmanager
 async def relay_to(container: Container, port: int) -> AsyncIterator[socket.socket]:
+    """A socket connected to `port` inside the sandbox, through a relay process started there;
+    on exit the socket is closed and the relay gone (it ends on the EOF, or is killed)."""
     ours, theirs = socket.socketpair()
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
@@ -214,7 +200,6 @@ async def relay_to(container: Container, port: int) -> AsyncIterator[socket.sock
     finally:
         theirs.close()
         os.close(devnull)
-    relay = Relay(ours, command, container)
     try:
         ours.setblocking(False)
         answer = await asyncio.get_running_loop().sock_recv(ours, 1)
@@ -222,7 +207,11 @@ async def relay_to(container: Container, port: int) -> AsyncIterator[socket.sock
             raise PreviewRefused(502, f"nothing listens on port {port} in the sandbox")
         yield ours
     finally:
-        await relay.close()
+        ours.close()
+        with contextlib.suppress(TimeoutError, ContainerGone):
+            await asyncio.wait_for(asyncio.shield(command.exited), timeout=1)
+        if not command.exited.done():
+            await container.terminate(command)
 
 
 class PreviewProxy:
@@ -313,24 +302,40 @@ class PreviewProxy:
     ) -> None:
         async with relay_to(container, port) as sock:
             reader, writer = await asyncio.open_connection(sock=sock)
-            connection = h11.Connection(h11.CLIENT)
-            headers = self._forwarded_headers(scope, port)
-            if any(name == b"transfer-encoding" for name, _ in scope["headers"]):
-                headers.append((b"transfer-encoding", b"chunked"))  # h11 frames the body again
-            headers.append((b"connection", b"close"))
-            writer.write(connection.send(h11.Request(method=scope["method"], target=path, headers=headers)))
-            more = True
-            while more:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                if message.get("body"):
-                    writer.write(connection.send(h11.Data(data=message["body"])))
-                more = message.get("more_body", False)
-                await writer.drain()
-            writer.write(connection.send(h11.EndOfMessage()))
+            try:
+                await self._exchange(scope, receive, send, reader, writer, port, path)
+            finally:
+                writer.close()
+
+    async def _exchange(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        port: int,
+        path: str,
+    ) -> None:
+        """One request to the sandbox's server and its response back, both streamed."""
+        connection = h11.Connection(h11.CLIENT)
+        headers = self._forwarded_headers(scope, port)
+        if any(name == b"transfer-encoding" for name, _ in scope["headers"]):
+            headers.append((b"transfer-encoding", b"chunked"))  # h11 frames the body again
+        headers.append((b"connection", b"close"))
+        writer.write(connection.send(h11.Request(method=scope["method"], target=path, headers=headers)))
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            if message.get("body"):
+                writer.write(connection.send(h11.Data(data=message["body"])))
+            more = message.get("more_body", False)
             await writer.drain()
-            await self._relay_response(connection, reader, send, port)
+        writer.write(connection.send(h11.EndOfMessage()))
+        await writer.drain()
+        await self._relay_response(connection, reader, send, port)
 
     @staticmethod
     async def _relay_response(connection: h11.Connection, reader: asyncio.StreamReader, send: Send, port: int) -> None:
