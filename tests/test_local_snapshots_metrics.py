@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import httpx
 import pytest
 from daytona import (
     AsyncDaytona,
@@ -16,6 +17,8 @@ from daytona import (
     Sandbox,
     SessionExecuteRequest,
 )
+
+from daytona_local.testing import LocalServer
 
 DEFAULT = "daytona-local/default"
 
@@ -82,3 +85,22 @@ async def test_async_metrics(async_sandbox: AsyncSandbox) -> None:
     metrics = await async_sandbox.get_metrics_latest()
     assert metrics.cpu_count >= 1 and metrics.disk_total > 0 and metrics.mem_total > 0
     assert 0.0 <= metrics.cpu_used_pct <= 100.0
+
+
+def test_metrics_of_a_stopped_sandbox_are_refused(daytona: Daytona) -> None:
+    sandbox = daytona.create()
+    try:
+        sandbox.stop()
+        with pytest.raises(DaytonaError, match="started") as caught:
+            sandbox.get_metrics_latest()
+        assert caught.value.status_code == 400
+    finally:
+        daytona.delete(sandbox)
+
+
+@pytest.mark.parametrize("query", ["page=0", "limit=0", "limit=1000", "page=first"])
+def test_bad_snapshot_pages_get_400(local_server: LocalServer, query: str) -> None:
+    answer = httpx.get(
+        f"{local_server.api_url}/snapshots?{query}", headers={"Authorization": f"Bearer {local_server.api_key}"}
+    )
+    assert answer.status_code == 400 and answer.json()["source"] == "DAYTONA_API"
