@@ -27,7 +27,7 @@ from daytona import Daytona, DaytonaConfig
 from daytona_local.testing import LocalServer
 from deepagents_daytona.config import DaytonaSettings
 from deepagents_daytona.manager import SandboxManager
-from deepagents_daytona.webdav_streams import DownloadReader
+from deepagents_daytona.webdav.streams import DownloadReader
 
 BLOCK = 1 << 20
 TOKEN = "bench-" + uuid.uuid4().hex

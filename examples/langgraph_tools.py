@@ -13,8 +13,8 @@ from langchain_core.messages import ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from deepagents_daytona import SandboxManager, ScriptedChatModel, sandbox_tools, tool_call
+from deepagents_daytona.demo.models import choose_model
 from deepagents_daytona.embedded import daytona_or_embedded
-from deepagents_daytona.models import choose_model
 
 
 def scripted() -> ScriptedChatModel:

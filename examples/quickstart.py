@@ -10,7 +10,7 @@ volume seen through WebDAV, clean-up when a thread is deleted) are in
 
 import argparse
 
-from deepagents_daytona.quickstart import run
+from deepagents_daytona.demo.quickstart import run
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

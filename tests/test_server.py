@@ -9,6 +9,7 @@ real tool calls (write_file, execute, read_file, edit_file, grep) in real sandbo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -33,9 +34,9 @@ from langgraph_sdk.errors import AuthenticationError, ConflictError, NotFoundErr
 from conftest import plugin_settings
 from daytona_local.testing import LocalServer
 from deepagents_daytona.agent import create_sandbox_agent
+from deepagents_daytona.demo.models import offline_model
 from deepagents_daytona.lifecycle import ThreadCleanupCheckpointer
 from deepagents_daytona.manager import ROLE_THREAD, SandboxManager
-from deepagents_daytona.models import offline_model
 
 TOKEN = "srv_" + "7" * 40
 MAX_BODY = 64 * 1024
@@ -312,7 +313,12 @@ async def test_async_thread_stream_pauses_on_the_interrupt_and_a_rejection_resum
         assert len(thread.interrupts) == 1
         # langgraph-api 0.16.7 sends the interrupt's value as `payload`, which langgraph-sdk 0.4.14 reads as
         # `value` (so it is None there); the thread's state has it.
-        (pending,) = (await client.threads.get_state(thread_id))["interrupts"]
+        # The stream reports the pause as it happens; the checkpoint holding it may land a moment later.
+        for _ in range(100):
+            if pending_interrupts := (await client.threads.get_state(thread_id))["interrupts"]:
+                break
+            await asyncio.sleep(0.1)
+        (pending,) = pending_interrupts
         assert pending["value"]["action_requests"][0]["name"] == "execute"
         await thread.run.respond({"decisions": [{"type": "reject", "message": "not now"}]})
         after = [call.name async for call in thread.tool_calls]

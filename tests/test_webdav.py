@@ -34,9 +34,9 @@ from daytona_local.testing import LocalServer
 from deepagents_daytona.manager import SandboxManager
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
 from deepagents_daytona.webdav import create_webdav_app
-from deepagents_daytona.webdav_auth import WSGIApp
-from deepagents_daytona.webdav_provider import dav_errors
-from deepagents_daytona.webdav_streams import DownloadReader, UploadAborted, UploadWriter
+from deepagents_daytona.webdav.auth import WSGIApp
+from deepagents_daytona.webdav.provider import dav_errors
+from deepagents_daytona.webdav.streams import DownloadReader, UploadAborted, UploadWriter
 
 USER = "alice"
 PASSWORD = "correct-horse-battery-staple"

@@ -26,7 +26,7 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from deepagents_daytona import ThreadCleanupCheckpointer, get_sandbox_manager
 from deepagents_daytona.agent import create_sandbox_agent
-from deepagents_daytona.models import choose_model
+from deepagents_daytona.demo.models import choose_model
 from deepagents_daytona.server.http import create_http_app
 
 CHECKPOINTS = os.environ.get("DEEPAGENTS_CHECKPOINTS", ".langgraph_api/checkpoints.sqlite")

@@ -17,51 +17,21 @@ from datetime import timedelta
 from pathlib import Path
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from pydantic import SecretStr, ValidationError
-from rich.console import Console
-from rich.markup import escape
+from pydantic import SecretStr
 
-console = Console()
+from deepagents_daytona.extras import MissingExtraError, extra_needed
 
 
-def _local(args: argparse.Namespace) -> int:
-    from daytona_local.server import serve
-    from daytona_local.settings import ServerSettings
-
-    overrides: dict[str, object] = {
-        "host": args.host,
-        "port": args.port,
-        "isolation": args.isolation,
-        "latency_ms": args.latency_ms,
-        "start_delay_ms": args.start_delay_ms,
-        "fault_rate": args.fault_rate,
-        "fault_seed": args.fault_seed,
-        "network": args.network,
-    }
-    for limit in ("sandbox_cpu", "sandbox_memory_mib", "sandbox_disk_mib", "sandbox_pids"):
-        if getattr(args, limit) is not None:
-            overrides[limit] = getattr(args, limit)
-    if args.data_dir:
-        overrides["data_dir"] = Path(args.data_dir)
-    if args.api_key:
-        overrides["api_key"] = SecretStr(args.api_key)
-    try:
-        settings = ServerSettings(**overrides)
-    except ValidationError as exc:
-        console.print(f"[red]invalid option:[/red] {exc}")
-        return 2
-    # The key is printed once, here, on purpose: it is what the user must give the SDK.
-    console.print(f"export DAYTONA_API_URL=http://{settings.host}:{settings.port}/api")
-    console.print(f"export DAYTONA_API_KEY={settings.api_key.get_secret_value()}")
-    console.print(f"data dir: {settings.data_dir}", style="dim")
-    serve(settings)
-    return 0
+def _local_missing(args: argparse.Namespace) -> int:
+    """`local` without the `[local]` extra: say which to install."""
+    raise MissingExtraError("local", "deepagents-daytona local", "daytona_local")
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from deepagents_daytona.quickstart import run
+    with extra_needed("demo", "deepagents-daytona demo"):
+        from deepagents_daytona.demo.quickstart import run
 
-    run(args.model, console)
+    run(args.model)
     return 0
 
 
@@ -81,8 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
     settings = ServerSettings.from_env(**{name: value for name, value in flags.items() if value is not None})
     require_runtime()
     with daytona_or_embedded(settings.data_dir / "daytona-local") as target:
-        console.print(f"sandboxes: [bold]{target.description}[/bold]")
-        console.print(
+        print(f"sandboxes: {target.description}")
+        print(
             f"LangGraph Agent Server on http://{args.host}:{args.port} (graph `{settings.assistant_id}`), "
             f"WebDAV at /webdav, data in {settings.data_dir}"
         )
@@ -92,13 +62,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _open_checkpointer(url: str) -> contextlib.AbstractContextManager[BaseCheckpointSaver]:
     """A checkpointer from `sqlite:///path` (or a bare path) for the reaper to ask which threads exist."""
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
     if url.startswith(("postgres://", "postgresql://")):
-        from langgraph.checkpoint.postgres import PostgresSaver  # type: ignore[import-not-found]
+        with extra_needed("postgres", "reap --checkpointer postgresql://..."):
+            from langgraph.checkpoint.postgres import PostgresSaver
 
         return PostgresSaver.from_conn_string(url)
+    with extra_needed("server", "reap --checkpointer sqlite://..."):
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
     if not Path(path).exists():
         raise FileNotFoundError(f"no checkpoint database at {path}")
     return SqliteSaver.from_conn_string(path)
@@ -106,8 +78,9 @@ def _open_checkpointer(url: str) -> contextlib.AbstractContextManager[BaseCheckp
 
 def _agent_server_threads(url: str, token: str | None) -> Callable[[str], bool]:
     """Whether the Agent Server at `url` has a record of a thread (an id it cannot hold is not one)."""
-    from langgraph_sdk import get_sync_client
-    from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
+    with extra_needed("server", "reap --server"):
+        from langgraph_sdk import get_sync_client
+        from langgraph_sdk.errors import NotFoundError, UnprocessableEntityError
 
     client = get_sync_client(url=url, api_key=token)
 
@@ -122,16 +95,16 @@ def _agent_server_threads(url: str, token: str | None) -> Callable[[str], bool]:
 
 
 def _sandboxes_list(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from deepagents_daytona.manager import get_sandbox_manager
 
-    table = Table("name", "role", "state", "thread id", "last activity")
+    rows = [("name", "role", "state", "thread id", "last activity")]
     for sandbox in get_sandbox_manager().list_sandboxes():
-        table.add_row(
-            sandbox.name, sandbox.role, sandbox.state, sandbox.thread_id or "", sandbox.last_activity_at or ""
+        rows.append(
+            (sandbox.name, sandbox.role, sandbox.state, sandbox.thread_id or "", sandbox.last_activity_at or "")
         )
-    console.print(table)
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
 
 
@@ -139,8 +112,8 @@ def _sandboxes_reap(args: argparse.Namespace) -> int:
     from deepagents_daytona.lifecycle import reap
 
     if args.checkpointer is None and args.idle_hours is None and args.server is None:
-        console.print(
-            "[red]say what to reap:[/red] --server URL (threads the Agent Server does not know), "
+        print(
+            "say what to reap: --server URL (threads the Agent Server does not know), "
             "--checkpointer URL (threads without checkpoints) and/or --idle-hours N"
         )
         return 2
@@ -152,11 +125,11 @@ def _sandboxes_reap(args: argparse.Namespace) -> int:
         decisions = reap(checkpointer=checkpointer, thread_known=thread_known, idle_ttl=idle_ttl, dry_run=not args.yes)
     for decision in decisions:
         verb = "deleted" if decision.deleted else "would delete"
-        console.print(f"{verb} {decision.sandbox.name} ({decision.reason})")
+        print(f"{verb} {decision.sandbox.name} ({decision.reason})")
     if not decisions:
-        console.print("nothing to reap")
+        print("nothing to reap")
     elif not args.yes:
-        console.print("[yellow]dry run: nothing was deleted; add --yes to delete[/yellow]")
+        print("dry run: nothing was deleted; add --yes to delete")
     return 0
 
 
@@ -165,24 +138,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     local = commands.add_parser("local", help="run daytona_local, a Daytona-compatible server for this machine")
-    local.add_argument("--host", default="127.0.0.1")
-    local.add_argument("--port", type=int, default=3000)
-    local.add_argument("--data-dir", default=None, help="where sandboxes and volumes live")
-    local.add_argument("--api-key", default=None, help="the key clients must send (default: a random one)")
-    local.add_argument("--isolation", choices=["bwrap", "none"], default="bwrap")
-    local.add_argument("--network", action="store_true", help="give sandboxes the host's network")
-    local.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every request")
-    local.add_argument(
-        "--start-delay-ms", type=float, default=0.0, help="time a create or start takes, like a real container start"
-    )
-    local.add_argument("--fault-rate", type=float, default=0.0, help="fraction of requests that fail")
-    local.add_argument("--fault-seed", type=int, default=0)
-    limits = "a sandbox's limit when its create asks for none"
-    local.add_argument("--sandbox-cpu", type=int, help=f"vCPUs: {limits} (default 1)")
-    local.add_argument("--sandbox-memory-mib", type=int, help=f"memory in MiB: {limits} (default 1024)")
-    local.add_argument("--sandbox-disk-mib", type=int, help=f"disk in MiB: {limits} (default 3072)")
-    local.add_argument("--sandbox-pids", type=int, help="processes and threads per sandbox (default 1024)")
-    local.set_defaults(run=_local)
+    try:
+        from daytona_local import cli as local_cli  # the [local] extra; its parser imports nothing heavy
+    except ModuleNotFoundError:
+        local.add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        local.set_defaults(run=_local_missing)
+    else:
+        local_cli.add_arguments(local)
+        local.set_defaults(run=local_cli.run)
 
     demo = commands.add_parser("demo", help="run the quickstart end to end (embedded daytona_local by default)")
     demo.add_argument("--model", help="provider:name for init_chat_model (default: the scripted offline model)")
@@ -213,15 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from daytona_local.server import IsolationUnavailable
     from deepagents_daytona.config import SettingsError
     from deepagents_daytona.errors import SandboxError
 
     args = build_parser().parse_args(argv)
     try:
         return int(args.run(args))
-    except (SettingsError, SandboxError, FileNotFoundError, IsolationUnavailable) as exc:
-        console.print(f"[red]{escape(str(exc))}[/red]")  # messages may hold brackets, e.g. [server]
+    except (SettingsError, SandboxError, FileNotFoundError, MissingExtraError) as exc:
+        print(exc)
         return 1
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deepagents_daytona.client import reset_clients
-from deepagents_daytona.config import DaytonaSettings, get_settings
+from deepagents_daytona.config import DaytonaSettings, SettingsError, get_settings
+from deepagents_daytona.extras import extra_needed
 from deepagents_daytona.manager import set_sandbox_manager
 
 
@@ -49,10 +50,16 @@ def daytona_or_embedded(data_dir: Path | None = None) -> Iterator[DaytonaTarget]
         where = configured.api_url or "Daytona Cloud"
         yield DaytonaTarget(configured, f"Daytona at {where}", embedded=False)
         return
-    from daytona_local.testing import LocalServer
+    with extra_needed("local", "The embedded default (used because DAYTONA_API_KEY is not set)"):
+        from daytona_local.server import IsolationUnavailable
+        from daytona_local.testing import LocalServer
 
     saved = {name: os.environ.get(name) for name in ("DAYTONA_API_URL", "DAYTONA_API_KEY")}
-    with LocalServer(data_dir, api_key="dtn_embedded_" + os.urandom(12).hex()) as server:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(LocalServer(data_dir, api_key="dtn_embedded_" + os.urandom(12).hex()))
+        except IsolationUnavailable as exc:  # what to do about it is the message: a setting to change
+            raise SettingsError(str(exc)) from None
         _point_process_at(server.api_url, server.api_key)
         try:
             description = f"embedded daytona_local at {server.api_url} (no DAYTONA_API_KEY set)"

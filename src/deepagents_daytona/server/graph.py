@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from deepagents_daytona.agent import create_sandbox_agent
+from deepagents_daytona.demo.models import choose_model
 from deepagents_daytona.lifecycle import ThreadCleanupCheckpointer
 from deepagents_daytona.manager import get_sandbox_manager
-from deepagents_daytona.models import choose_model
 from deepagents_daytona.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)

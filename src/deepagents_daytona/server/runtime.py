@@ -12,27 +12,26 @@ The runtime keeps its thread and run records in `./.langgraph_api` and flushes t
 from __future__ import annotations
 
 import gc
-import importlib.util
 import logging
 import os
 
-from deepagents_daytona.config import SettingsError, get_settings
+from deepagents_daytona.config import get_settings
+from deepagents_daytona.extras import extra_needed
 from deepagents_daytona.server.settings import ServerSettings
 
 logger = logging.getLogger(__name__)
 
 _MODULE = "deepagents_daytona.server"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-MISSING_RUNTIME = (
-    "deepagents-daytona serve needs the LangGraph Agent Server runtime (Elastic License 2.0), which is the "
-    "optional [server] extra: pip install 'deepagents-daytona[server]' (or uv sync --all-extras)"
-)
 
 
 def require_runtime() -> None:
-    """Stop early, saying how to get it, when the `[server]` extra is not installed."""
-    if importlib.util.find_spec("langgraph_api") is None:
-        raise SettingsError(MISSING_RUNTIME)
+    """Stop early, saying how to get it, when the `[server]` extra is not installed.
+
+    The runtime (langgraph-api) is Elastic License 2.0, hence an extra: the plugin itself is MIT.
+    """
+    with extra_needed("server", "deepagents-daytona serve"):
+        import langgraph_api  # noqa: F401
 
 
 def runtime_config(settings: ServerSettings) -> dict[str, object]:

@@ -93,6 +93,22 @@ def _members(path: Path) -> list[int]:
     return pids
 
 
+def _stat_field(path: Path, name: str) -> int:
+    """One `name value` line of a cgroup stat file (0 when the kernel does not report it)."""
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(" ")
+        if key == name:
+            return int(value)
+    return 0
+
+
+@dataclass(frozen=True)
+class Usage:
+    memory_bytes: int
+    cache_bytes: int
+    cpu_seconds: float
+
+
 @dataclass
 class CgroupTree:
     """The cgroups of one server instance: `dirs` by hierarchy ("" for v2), `tracker` the one
@@ -287,6 +303,26 @@ class SandboxCgroup:
                 return False
             raise
         return True
+
+    def usage(self) -> Usage:
+        """What the sandbox's processes use now: memory charged to its cgroup, and CPU time (the
+        cgroup's own account on v2; on v1, whose cpu hierarchy keeps none, its live members')."""
+        if self.version == 2:
+            path = self.dirs[""]
+            memory = int((path / "memory.current").read_text())
+            cache = _stat_field(path / "memory.stat", "file")
+            cpu = _stat_field(path / "cpu.stat", "usage_usec") / 1e6
+        else:
+            path = self.dirs["memory"]
+            memory = int((path / "memory.usage_in_bytes").read_text())
+            cache = _stat_field(path / "memory.stat", "total_cache")
+            ticks = 0
+            for pid in _members(self.tracker):
+                with contextlib.suppress(OSError, IndexError, ValueError):
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            cpu = ticks / os.sysconf("SC_CLK_TCK")
+        return Usage(memory_bytes=memory, cache_bytes=cache, cpu_seconds=cpu)
 
     def remove(self) -> None:
         """Every cgroup of the sandbox (after `kill`)."""

@@ -24,6 +24,7 @@ from .containment.enforcement import Enforcement
 from .containment.limits import Limits
 from .errors import ApiError, DaemonError
 from .files import SandboxFiles
+from .lsp_packages import PYTHON_LSP_ROOT, python_lsp_tree
 from .mounts import MountPlan
 from .notifications import CREATED, STATE_UPDATED
 from .runtime import Container, ContainerGone
@@ -107,6 +108,8 @@ class SandboxService:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._as_root = os.geteuid() == 0
         self._system_plan = MountPlan.system(self._write_etc(settings.data_dir / "etc"))
+        if (python_lsp := python_lsp_tree()) is not None:
+            self._system_plan.add(PYTHON_LSP_ROOT, python_lsp, writable=False)
         self._in_flight: Counter[str] = Counter()
         self.enforcement = Enforcement.detect(settings.data_dir, isolated=settings.isolation == "bwrap")
         log.info("daytona_local contains each sandbox on this machine with:\n%s", self.enforcement.report())

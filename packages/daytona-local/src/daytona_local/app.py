@@ -8,18 +8,33 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
-from . import control_plane, toolbox_files, toolbox_process
+from . import (
+    control_plane,
+    previews,
+    snapshots,
+    toolbox_files,
+    toolbox_git,
+    toolbox_interpreter,
+    toolbox_lsp,
+    toolbox_process,
+    toolbox_pty,
+    toolbox_system,
+    toolbox_upload_v2,
+)
 from .errors import DaemonError, install_handlers
 from .middleware import RequestCounter, ServerMiddleware
 from .notifications import Notifications
+from .previews import PreviewProxy, PreviewTokens
 from .sandboxes import HOME, SandboxService
 from .settings import ServerSettings
+from .signing import SigningKeys
 from .store import Store
+from .toolbox_ws import refuse
 
 log = logging.getLogger("daytona_local")
 
@@ -34,6 +49,12 @@ async def in_flight(connection: HTTPConnection, sandbox_id: str) -> AsyncIterato
 toolbox = APIRouter(prefix="/toolbox/{sandbox_id}", dependencies=[Depends(in_flight)])
 toolbox.include_router(toolbox_process.router)
 toolbox.include_router(toolbox_files.router)
+toolbox.include_router(toolbox_pty.router)
+toolbox.include_router(toolbox_interpreter.router)
+toolbox.include_router(toolbox_git.router)
+toolbox.include_router(toolbox_lsp.router)
+toolbox.include_router(toolbox_upload_v2.router)
+toolbox.include_router(toolbox_system.router)
 
 
 @toolbox.get("/work-dir")
@@ -53,6 +74,12 @@ async def version(request: Request, sandbox_id: str) -> JSONResponse:
 @toolbox.api_route("/{rest:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
 async def unknown_toolbox_route(sandbox_id: str, rest: str) -> JSONResponse:
     raise DaemonError(404, f"not found: daytona_local does not implement /{rest}")
+
+
+@toolbox.websocket("/{rest:path}")
+async def unknown_toolbox_socket(websocket: WebSocket, sandbox_id: str, rest: str) -> None:
+    """The same 404 for a WebSocket (closing before accepting would answer a bare 403)."""
+    await refuse(websocket, DaemonError(404, f"not found: daytona_local does not implement /{rest}"))
 
 
 def create_app(settings: ServerSettings, counter: RequestCounter | None = None) -> ASGIApp:
@@ -79,7 +106,11 @@ def create_app(settings: ServerSettings, counter: RequestCounter | None = None) 
     app.state.settings = settings
     app.state.service = service
     app.state.counter = counter or RequestCounter()
+    app.state.signing = SigningKeys(settings.data_dir)
+    app.state.previews = PreviewTokens(settings.api_key.get_secret_value())
     install_handlers(app, bare_fs_errors=settings.bare_fs_errors)
+    app.include_router(snapshots.router)
+    app.include_router(previews.router)
     app.include_router(control_plane.router)
     app.include_router(toolbox)
 
@@ -100,5 +131,10 @@ def create_app(settings: ServerSettings, counter: RequestCounter | None = None) 
         fault_seed=settings.fault_seed,
         fault_kinds=settings.fault_kinds,
         counter=app.state.counter,
+        signing=app.state.signing,
+        sandbox_ids=service.store.sandboxes.keys,
+    )
+    app.add_middleware(
+        PreviewProxy, service=service, tokens=app.state.previews, api_key=settings.api_key.get_secret_value()
     )
     return notifications.asgi_app(app)

@@ -39,7 +39,7 @@ from wsgidav.dav_provider import DAVCollection, DAVNonCollection, DAVProvider, _
 
 from deepagents_daytona.errors import SandboxError, SandboxGoneError
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
-from deepagents_daytona.webdav_streams import DownloadReader, UploadAborted, UploadWriter
+from deepagents_daytona.webdav.streams import DownloadReader, UploadAborted, UploadWriter
 
 MAX_NAME_BYTES = 255
 """Longest file name (one path segment) in UTF-8 bytes, as on Linux file systems."""

@@ -27,8 +27,8 @@ from wsgidav.wsgidav_app import WsgiDAVApp
 
 from deepagents_daytona.config import DaytonaSettings, get_settings
 from deepagents_daytona.manager import get_sandbox_manager
-from deepagents_daytona.webdav_auth import WebDAVAuth, WSGIApp, plain_response
-from deepagents_daytona.webdav_provider import DaytonaDAVProvider, FilesBackendSource
+from deepagents_daytona.webdav.auth import WebDAVAuth, WSGIApp, plain_response
+from deepagents_daytona.webdav.provider import DaytonaDAVProvider, FilesBackendSource
 
 __all__ = ["DaytonaDAVProvider", "create_webdav_app"]
 

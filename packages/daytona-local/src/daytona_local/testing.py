@@ -91,7 +91,7 @@ class LocalServerProcess:
             return int(json.loads(response.read())["requests"]) - self._stats_reads
 
     def start(self) -> LocalServerProcess:
-        argv = [sys.executable, "-m", "deepagents_daytona.cli", "local", "--port", str(self.port)]
+        argv = [sys.executable, "-m", "daytona_local.cli", "--port", str(self.port)]
         argv += ["--data-dir", str(self.data_dir), "--api-key", self.api_key]
         for name, value in self._flags.items():
             argv += [f"--{name.replace('_', '-')}", str(value)]

@@ -69,10 +69,19 @@ class _DropFilter(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], DroppedConnection))
 
 
+class _DenialFilter(logging.Filter):
+    """uvicorn's websockets-sansio protocol logs this after every WebSocket refused with an HTTP
+    response (`toolbox_ws.refuse`: the daemon's 4xx), though the response went out whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 def _uvicorn_config(settings: ServerSettings, counter: RequestCounter | None, log_level: str) -> uvicorn.Config:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.data_dir, 0o700)
     logging.getLogger("uvicorn.error").addFilter(_DropFilter())
+    logging.getLogger("uvicorn.error").addFilter(_DenialFilter())
     app = create_app(settings, counter)
     return uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=5)
 

@@ -14,13 +14,22 @@ import hmac
 import json
 import random
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import api_body, daemon_body
+from .signing import SignatureRefused, SigningKeys
 
-DAEMON_CODES = {401: "UNAUTHORIZED", 429: "TOO_MANY_REQUESTS", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE"}
+DAEMON_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    429: "TOO_MANY_REQUESTS",
+    502: "BAD_GATEWAY",
+    503: "SERVICE_UNAVAILABLE",
+}
 RETRY_AFTER_SECONDS = 1  # the shortest whole-second hint: a client that honours it waits, but briefly
 
 
@@ -51,8 +60,12 @@ class ServerMiddleware:
         fault_seed: int,
         fault_kinds: Sequence[str],
         counter: RequestCounter,
+        signing: SigningKeys | None = None,
+        sandbox_ids: Callable[[], Collection[str]] = frozenset,
     ) -> None:
         self.app = app
+        self.signing = signing  # lets a signed file URL through in place of the API key
+        self.sandbox_ids = sandbox_ids
         self.api_key = api_key.encode()
         self.latency = latency_ms / 1000
         self.fault_rate = fault_rate
@@ -75,8 +88,16 @@ class ServerMiddleware:
             await asyncio.sleep(self.latency)
         path: str = scope["path"]
         if path.startswith(("/api/", "/toolbox/")) and not self._authorized(scope):
-            await self._reply(scope, send, 401, "unauthorized: invalid or missing API key")
-            return
+            try:  # in a thread: the first check of a sandbox reads its key from disk
+                signed = self.signing is not None and await asyncio.to_thread(
+                    self.signing.check, scope["method"], path, scope["query_string"], self.sandbox_ids()
+                )
+            except SignatureRefused as refused:
+                await self._reply(scope, send, refused.status, refused.message)
+                return
+            if not signed:
+                await self._reply(scope, send, 401, "unauthorized: invalid or missing API key")
+                return
         fault = self._draw_fault()
         if fault in ("502-before", "503-before"):
             await self._reply(scope, send, int(fault[:3]), "injected fault")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 
-from deepagents_daytona.scripted_model import ScriptedChatModel, tool_call
+from deepagents_daytona.demo.scripted_model import ScriptedChatModel, tool_call
 
 OFFLINE_LABEL = "scripted offline model (no LLM): replays realistic tool calls"
 

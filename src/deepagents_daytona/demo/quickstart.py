@@ -37,10 +37,10 @@ from rich.console import Console
 from rich.table import Table
 
 from deepagents_daytona.agent import create_sandbox_agent
+from deepagents_daytona.demo.models import choose_model
 from deepagents_daytona.embedded import DaytonaTarget, daytona_or_embedded
 from deepagents_daytona.lifecycle import ThreadCleanupCheckpointer
 from deepagents_daytona.manager import ROLE_THREAD, SandboxManager
-from deepagents_daytona.models import choose_model
 from deepagents_daytona.webdav import create_webdav_app
 
 

@@ -195,7 +195,9 @@ async def archive_sandbox(request: Request, id_or_name: str) -> JSONResponse:
 @router.delete("/sandbox/{id_or_name}")
 async def delete_sandbox(request: Request, id_or_name: str) -> JSONResponse:
     service = service_of(request)
-    return sandbox_json(request, await service.delete(service.get(id_or_name)))
+    record = await service.delete(service.get(id_or_name))
+    await asyncio.to_thread(request.app.state.signing.forget, record.id)
+    return sandbox_json(request, record)
 
 
 @router.put("/sandbox/{id_or_name}/labels")
@@ -209,7 +211,18 @@ async def replace_labels(request: Request, id_or_name: str) -> JSONResponse:
     return JSONResponse({"labels": record.labels})
 
 
-@router.post("/sandbox/{id_or_name}/{setting}/{interval}")
+@router.get("/sandbox/{id_or_name}/signing-key")
+async def signing_key(request: Request, id_or_name: str) -> JSONResponse:
+    record = service_of(request).get(id_or_name)
+    return JSONResponse(await asyncio.to_thread(request.app.state.signing.get, record.id))
+
+
+@router.post("/sandbox/{id_or_name}/signing-key/rotate")
+async def rotate_signing_key(request: Request, id_or_name: str) -> JSONResponse:
+    record = service_of(request).get(id_or_name)
+    return JSONResponse(await asyncio.to_thread(request.app.state.signing.rotate, record.id))
+
+
 async def set_interval(request: Request, id_or_name: str, setting: str, interval: int) -> JSONResponse:
     service = service_of(request)
     record = service.get(id_or_name)
@@ -221,10 +234,34 @@ async def set_interval(request: Request, id_or_name: str, setting: str, interval
         if interval < 0:
             raise ApiError(400, "autoArchiveInterval must not be negative")
         record.auto_archive_interval = interval or 43200
-    elif setting == "autodelete":
-        record.auto_delete_interval = interval
     else:
-        raise ApiError(404, f"Cannot POST /api/sandbox/{id_or_name}/{setting}/{interval}")
+        record.auto_delete_interval = interval
+    return sandbox_json(request, await service.update(record))
+
+
+@router.post("/sandbox/{id_or_name}/autostop/{interval}")
+async def set_auto_stop(request: Request, id_or_name: str, interval: int) -> JSONResponse:
+    return await set_interval(request, id_or_name, "autostop", interval)
+
+
+@router.post("/sandbox/{id_or_name}/autoarchive/{interval}")
+async def set_auto_archive(request: Request, id_or_name: str, interval: int) -> JSONResponse:
+    return await set_interval(request, id_or_name, "autoarchive", interval)
+
+
+@router.post("/sandbox/{id_or_name}/autodelete/{interval}")
+async def set_auto_delete(request: Request, id_or_name: str, interval: int) -> JSONResponse:
+    return await set_interval(request, id_or_name, "autodelete", interval)
+
+
+@router.post("/sandbox/{id_or_name}/public/{is_public}")
+async def set_public(request: Request, id_or_name: str, is_public: str) -> JSONResponse:
+    """Whether its preview links need no token."""
+    if is_public not in ("true", "false"):
+        raise ApiError(400, "isPublic must be true or false")
+    service = service_of(request)
+    record = service.get(id_or_name)
+    record.public = is_public == "true"
     return sandbox_json(request, await service.update(record))
 
 
