@@ -26,6 +26,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from daytona_local.testing import LocalServer
+from test_local_lifecycle import eventually
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +194,8 @@ def test_session_input_larger_than_a_pipe_waits_for_the_reader(sandbox: Sandbox,
     reader = sandbox.process.execute_session_command(sid, request)
     sandbox.process.send_session_command_input(sid, reader.cmd_id, "x" * 99_999)  # 100 000 bytes with its newline
     assert _wait_for_exit(sandbox, sid, reader.cmd_id) == 0
+    # As on Daytona, the exit code may come before the log's readers have drained: wait for the line.
+    assert eventually(lambda: bool(sandbox.process.get_session_command_logs(sid, reader.cmd_id).stdout))
     assert sandbox.process.get_session_command_logs(sid, reader.cmd_id).stdout.strip() == "100000"
     idle = sandbox.process.execute_session_command(sid, SessionExecuteRequest(command="sleep 0.5", run_async=True))
     with pytest.raises(DaytonaError, match="gone: command has completed"):

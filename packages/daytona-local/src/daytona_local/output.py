@@ -3,8 +3,8 @@
 Six commands printing 200 MB at once must not grow the server by 1.2 GB: an `Output` keeps a
 small buffer in memory and spools the rest to an unlinked file in the server's data directory,
 up to a per-request cap; beyond the cap it counts and drops, and the reply says so with an explicit
-`"truncated": true` (the SDK keeps unknown fields in `additional_properties`). Replies are written
-chunk by chunk (`json_stream`): the output is never held whole, not as bytes, str or JSON.
+`"truncated": true` (the SDK keeps unknown fields in `additional_properties`). A spooled output's
+reply is written chunk by chunk (`json_stream`): it is never held whole, not as bytes, str or JSON.
 """
 
 from __future__ import annotations

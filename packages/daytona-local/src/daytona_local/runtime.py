@@ -30,10 +30,9 @@ from pathlib import Path
 from .containment.cgroups import SandboxCgroup
 from .containment.seccomp import filter_fd
 from .mounts import MountPlan
-from .output import MAX_OUTPUT, Output
+from .output import MAX_OUTPUT, READ_CHUNK, Output
 
 INIT_SOURCE = (Path(__file__).parent / "sandbox_init.py").read_bytes()
-READ_CHUNK = 1 << 16
 READS_PER_TURN = 16  # pipe reads before the event loop gets a turn, however fast a command prints
 
 
