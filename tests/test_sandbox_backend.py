@@ -16,7 +16,7 @@ from deepagents_daytona.config import DaytonaSettings
 from deepagents_daytona.errors import SandboxGoneError
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
 
-SETTINGS = DaytonaSettings.from_env(_env_file=None, execute_max_output_bytes=10_000)
+SETTINGS = DaytonaSettings.from_env(_env_file=None)
 
 
 @pytest.fixture
