@@ -84,7 +84,6 @@ class DaytonaSettings(BaseSettings):
     execute_timeout: int = Field(default=30 * 60, ge=0)
     """`DAYTONA_EXECUTE_TIMEOUT`: seconds a command may run when the caller names none (0 = no limit)."""
 
-
     request_timeout: float = Field(default=120.0, gt=0)
     """`DAYTONA_REQUEST_TIMEOUT`: seconds to wait for one metadata call (list, find, delete...)."""
 
