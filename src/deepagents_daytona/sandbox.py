@@ -1,7 +1,9 @@
 """`DaytonaSandboxBackend`: one Daytona sandbox behind deepagents' `SandboxBackendProtocol`.
 
 A `BaseSandbox`, as every deepagents sandbox integration is, so deepagents' own `isinstance`
-checks and capture-at-source offload of large command output apply. Each operation is
+checks apply; `execute` keeps large output whole (no cut) and capture-at-source offload stays
+off as in `BaseSandbox` (its capture path, /large_tool_results, is not writable for the sandbox
+user), so the middleware evicts large results itself. Each operation is
 overridden by one request to the sandbox's native file or process API (grep keeps
 `BaseSandbox`'s own command, one `execute`), with `BaseSandbox`'s results (see `file_results`),
 instead of the five-request session dance of `BaseSandbox.execute` over Daytona.
@@ -97,10 +99,6 @@ class DaytonaSandboxBackend(BaseSandbox):
     raises `SandboxGoneError`. Per-operation failures come back as values, as the
     protocol asks; the `fs_*` methods (for WebDAV and other programs) raise `OSError`s.
     """
-
-    enable_capture_offload = True
-    """The sandbox has sh and coreutils, so `FilesystemMiddleware` may leave large command output
-    in a file in the sandbox (`execute_with_offload`) instead of losing or inlining it."""
 
     def __init__(
         self,
@@ -320,8 +318,7 @@ class DaytonaSandboxBackend(BaseSandbox):
 
     @staticmethod
     def _execute_response(response: DaytonaExecuteResponse) -> ExecuteResponse:
-        """The whole output: large output is kept whole here and offloaded by deepagents'
-        capture-at-source. `truncated` only when the server says it cut the output itself."""
+        """The whole output, never cut here. `truncated` only when the server says it cut it."""
         truncated = bool((response.additional_properties or {}).get("truncated"))
         return ExecuteResponse(output=response.result or "", exit_code=response.exit_code, truncated=truncated)
 

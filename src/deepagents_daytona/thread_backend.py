@@ -69,11 +69,9 @@ def current_thread_id() -> str:
 class ThreadSandboxBackend(BaseSandbox):
     """Every method resolves the current thread's sandbox, then delegates to its backend.
 
-    A `BaseSandbox` like the backends it delegates to, so deepagents' capture-at-source offload of
-    large command output applies (`execute_with_offload` wraps the command and calls `execute`).
+    A `BaseSandbox` like the backends it delegates to, so deepagents' `isinstance` checks treat it
+    as the sandbox it is.
     """
-
-    enable_capture_offload = True
 
     def __init__(self, manager: SandboxManager | None = None) -> None:
         self._manager = manager
