@@ -47,6 +47,7 @@ from deepagents.backends.protocol import (
     FileInfo,
     FileUploadResponse,
     GlobResult,
+    GrepResult,
     LsResult,
     ReadResult,
     WriteResult,
@@ -514,7 +515,20 @@ class DaytonaSandboxBackend(BaseSandbox):
 
         await self._acall(op)
 
-    # -- glob (grep is BaseSandbox's own: one `execute` of grep or ripgrep) -------------
+    # -- grep / glob ------------------------------------------------------------------
+
+    def grep(
+        self, pattern: str, path: str | None = None, glob: str | None = None, *, max_count: int | None = None
+    ) -> GrepResult:
+        """`BaseSandbox.grep` (one `execute` of grep or ripgrep) under `path` resolved against
+        `root_dir`, so matches carry absolute paths."""
+        return super().grep(pattern, self._path(path), glob, max_count=max_count)
+
+    async def agrep(
+        self, pattern: str, path: str | None = None, glob: str | None = None, *, max_count: int | None = None
+    ) -> GrepResult:
+        """Async twin of `grep`."""
+        return await super().agrep(pattern, self._path(path), glob, max_count=max_count)
 
     def glob(self, pattern: str, path: str | None = None) -> GlobResult:
         """Files under `path` (default `root_dir`) matching `pattern`: one recursive listing."""
