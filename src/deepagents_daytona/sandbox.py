@@ -36,6 +36,7 @@ from daytona import (
 from daytona import ExecuteResponse as DaytonaExecuteResponse
 from daytona import FileDownloadResponse as DaytonaDownload
 from deepagents.backends.protocol import (
+    ASYNC_GREP_TIMEOUT,
     FILE_NOT_FOUND,
     INVALID_PATH,
     IS_DIRECTORY,
@@ -52,7 +53,7 @@ from deepagents.backends.protocol import (
     ReadResult,
     WriteResult,
 )
-from deepagents.backends.sandbox import BaseSandbox, _map_edit_error
+from deepagents.backends.sandbox import BaseSandbox, _build_grep_cmd, _map_edit_error, _parse_grep_output
 from deepagents.backends.utils import EMPTY_OLD_STRING_ERROR, InvalidGlobPatternError, compile_grep_include_glob
 
 from deepagents_daytona.client import get_async_daytona, get_daytona
@@ -287,6 +288,10 @@ class DaytonaSandboxBackend(BaseSandbox):
                 `settings.execute_timeout`, 0 means no limit. An expired timeout gives
                 exit code 124.
         """
+        return self._execute(command, timeout, idempotent=False)
+
+    def _execute(self, command: str, timeout: int | None, *, idempotent: bool) -> ExecuteResponse:
+        """`execute`; `idempotent` for commands that only read (grep), so faults are retried."""
         if not command or not command.strip():
             return _EMPTY_COMMAND
         seconds = self._settings.execute_timeout if timeout is None else timeout
@@ -294,7 +299,7 @@ class DaytonaSandboxBackend(BaseSandbox):
         try:
             response = self._call(
                 lambda: process.exec(command, cwd=self._root, timeout=seconds),
-                idempotent=False,
+                idempotent=idempotent,
                 missing_is_routine=False,
             )
         except DaytonaError as exc:
@@ -303,6 +308,10 @@ class DaytonaSandboxBackend(BaseSandbox):
 
     async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         """Async twin of `execute`."""
+        return await self._aexecute(command, timeout, idempotent=False)
+
+    async def _aexecute(self, command: str, timeout: int | None, *, idempotent: bool) -> ExecuteResponse:
+        """Async twin of `_execute`."""
         if not command or not command.strip():
             return _EMPTY_COMMAND
         seconds = self._settings.execute_timeout if timeout is None else timeout
@@ -310,7 +319,7 @@ class DaytonaSandboxBackend(BaseSandbox):
         try:
             response = await self._acall(
                 lambda: process.exec(command, cwd=self._root, timeout=seconds),
-                idempotent=False,
+                idempotent=idempotent,
                 missing_is_routine=False,
             )
         except DaytonaError as exc:
@@ -520,15 +529,20 @@ class DaytonaSandboxBackend(BaseSandbox):
     def grep(
         self, pattern: str, path: str | None = None, glob: str | None = None, *, max_count: int | None = None
     ) -> GrepResult:
-        """`BaseSandbox.grep` (one `execute` of grep or ripgrep) under `path` resolved against
-        `root_dir`, so matches carry absolute paths."""
-        return super().grep(pattern, self._path(path), glob, max_count=max_count)
+        """`BaseSandbox.grep`'s command (grep or ripgrep, one request, retried: it only reads) under
+        `path` resolved against `root_dir`, so matches carry absolute paths."""
+        search_path = self._path(path)
+        command = _build_grep_cmd(pattern, search_path, glob, max_count, exclude_dirs=self.grep_exclude_dirs)
+        return _parse_grep_output(self._execute(command, None, idempotent=True), search_path, max_count)
 
     async def agrep(
         self, pattern: str, path: str | None = None, glob: str | None = None, *, max_count: int | None = None
     ) -> GrepResult:
-        """Async twin of `grep`."""
-        return await super().agrep(pattern, self._path(path), glob, max_count=max_count)
+        """Async twin of `grep`, bounded by deepagents' `ASYNC_GREP_TIMEOUT` as `BaseSandbox.agrep` is."""
+        search_path = self._path(path)
+        command = _build_grep_cmd(pattern, search_path, glob, max_count, exclude_dirs=self.grep_exclude_dirs)
+        response = await self._aexecute(command, ASYNC_GREP_TIMEOUT, idempotent=True)
+        return _parse_grep_output(response, search_path, max_count)
 
     def glob(self, pattern: str, path: str | None = None) -> GlobResult:
         """Files under `path` (default `root_dir`) matching `pattern`: one recursive listing."""
