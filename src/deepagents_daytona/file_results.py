@@ -183,7 +183,7 @@ def file_error(message: str, *, status: int | None, code: str | None) -> str:
 
 
 def file_info(path: str, info: ListedFile) -> FileInfo:
-    """A listing entry shaped as `FilesystemBackend` shapes it (directories end in `/`, size 0)."""
+    """A listing entry of the raising `fs_*` API (WebDAV): directories end in `/`, size 0."""
     entry: FileInfo = (
         {"path": path.rstrip("/") + "/", "is_dir": True, "size": 0}
         if info.is_dir
