@@ -57,11 +57,11 @@ def test_in_place_results_equal_python_string_replacement(
         assert backend.fs_download(path) == expected[0].encode()
 
 
-def test_crlf_files_fall_back_and_are_normalised_as_filesystem_backend_does(backend: DaytonaSandboxBackend) -> None:
+def test_crlf_files_fall_back_and_keep_their_endings_as_base_sandbox_does(backend: DaytonaSandboxBackend) -> None:
     path = fresh(backend, "one\r\ntwo\r\n")
-    result = backend.edit(path, "two", "2")
-    assert result.error is None
-    assert backend.fs_download(path) == b"one\n2\n"
+    result = backend.edit(path, "one\ntwo", "1\n2")
+    assert (result.error, result.occurrences) == (None, 1)
+    assert backend.fs_download(path) == b"1\r\n2\r\n"
 
 
 def test_invalid_utf8_is_refused_and_left_alone(backend: DaytonaSandboxBackend) -> None:
@@ -73,7 +73,9 @@ def test_invalid_utf8_is_refused_and_left_alone(backend: DaytonaSandboxBackend) 
 def test_ambiguous_and_missing_matches_give_deepagents_messages(backend: DaytonaSandboxBackend) -> None:
     path = fresh(backend, "x = 1\nx = 1\n")
     ambiguous = backend.edit(path, "x = 1", "x = 2")
-    assert ambiguous.error is not None and "2" in ambiguous.error
+    assert ambiguous.error == (
+        "Error: String 'x = 1' appears multiple times. Use replace_all=True to replace all occurrences."
+    )
     missing = backend.edit(path, "y = 1", "y = 2")
     assert missing.error is not None
     assert backend.fs_download(path) == b"x = 1\nx = 1\n"

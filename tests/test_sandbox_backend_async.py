@@ -16,11 +16,13 @@ import pytest
 from daytona import AsyncDaytona, AsyncSandbox
 from deepagents.backends.utils import EMPTY_CONTENT_WARNING
 
+from daytona_local.testing import LocalServer
+from deepagents_daytona.client import reset_clients
 from deepagents_daytona.config import DaytonaSettings
 from deepagents_daytona.errors import SandboxGoneError
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
 
-SETTINGS = DaytonaSettings.from_env(_env_file=None, execute_max_output_bytes=10_000)
+SETTINGS = DaytonaSettings.from_env(_env_file=None)
 
 
 @pytest.fixture(scope="module")
@@ -53,13 +55,13 @@ async def _chunks(size: int, digest: hashlib._Hash) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def test_aexecute_output_exit_code_timeout_and_cap(backend: DaytonaSandboxBackend) -> None:
+async def test_aexecute_output_exit_code_timeout_and_whole_output(backend: DaytonaSandboxBackend) -> None:
     done = await backend.aexecute("pwd; exit 4")
     assert (done.output.strip(), done.exit_code) == (backend.root_dir, 4)
     slow = await backend.aexecute("sleep 30", timeout=1)
     assert slow.exit_code == 124 and "timed out" in slow.output
-    big = await backend.aexecute("head -c 30000 /dev/zero | tr '\\0' b")
-    assert big.truncated is True and big.output.startswith("b" * 10_000)
+    big = await backend.aexecute("head -c 300000 /dev/zero | tr '\\0' b")
+    assert (big.output, big.truncated) == ("b" * 300_000, False)
 
 
 async def test_aexecute_leaves_the_event_loop_free(backend: DaytonaSandboxBackend) -> None:
@@ -90,9 +92,9 @@ async def test_concurrent_calls_share_one_backend(backend: DaytonaSandboxBackend
 async def test_als_lists_and_reports_errors(backend: DaytonaSandboxBackend) -> None:
     await backend.aupload_files([(at(backend, "d/x.txt"), b"x"), (at(backend, "f.txt"), b"ff")])
     listing = await backend.als(backend.root_dir)
-    assert [(e["path"], e["size"]) for e in listing.entries or []] == [
-        (at(backend, "d/"), 0),
-        (at(backend, "f.txt"), 2),
+    assert listing.entries == [
+        {"path": at(backend, "d"), "is_dir": True},
+        {"path": at(backend, "f.txt"), "is_dir": False},
     ]
     assert (await backend.als(at(backend, "zz"))).error == f"Path '{at(backend, 'zz')}': path_not_found"
     assert (await backend.als(at(backend, "f.txt"))).error == f"Path '{at(backend, 'f.txt')}': not_a_directory"
@@ -101,7 +103,7 @@ async def test_als_lists_and_reports_errors(backend: DaytonaSandboxBackend) -> N
 async def test_aread_paginates_and_handles_empty_binary_and_missing(backend: DaytonaSandboxBackend) -> None:
     await backend.awrite(at(backend, "n.txt"), "1\n2\n3\n4\n")
     page = await backend.aread(at(backend, "n.txt"), offset=1, limit=2)
-    assert page.file_data is not None and page.file_data["content"] == "2\n3\n"
+    assert page.file_data is not None and page.file_data["content"] == "2\n3"
     assert (page.start_line, page.end_line, page.next_offset, page.total_lines) == (2, 3, 3, 4)
     await backend.aupload_files([(at(backend, "e.txt"), b""), (at(backend, "i.gif"), b"GIF89a\x00")])
     assert (await backend.aread(at(backend, "e.txt"))).file_data == {
@@ -112,13 +114,13 @@ async def test_aread_paginates_and_handles_empty_binary_and_missing(backend: Day
         "content": base64.standard_b64encode(b"GIF89a\x00").decode(),
         "encoding": "base64",
     }
-    assert (await backend.aread(at(backend, "nope"))).error == f"File '{at(backend, 'nope')}' not found"
+    assert (await backend.aread(at(backend, "nope"))).error == f"File '{at(backend, 'nope')}': file_not_found"
 
 
 async def test_awrite_and_aedit(backend: DaytonaSandboxBackend) -> None:
     target = at(backend, "deep/w.txt")
     assert (await backend.awrite(target, "a-a-b")).path == target
-    assert "appears 2 times" in ((await backend.aedit(target, "a", "c")).error or "")
+    assert "appears multiple times" in ((await backend.aedit(target, "a", "c")).error or "")
     assert (await backend.aedit(target, "b", "B")).occurrences == 1
     assert (await backend.aedit(target, "a", "c", replace_all=True)).occurrences == 2
     assert await backend.afs_download(target) == b"c-c-B"
@@ -147,7 +149,8 @@ async def test_agrep_and_aglob(backend: DaytonaSandboxBackend) -> None:
     assert capped.truncated is True and len(capped.matches or []) == 1
     globbed = await backend.aglob("**/*.py")
     assert [m["path"] for m in globbed.matches or []] == [at(backend, "s/a.py")]
-    assert (await backend.aglob("*.py", path=at(backend, "missing"))).matches == []
+    missing = await backend.aglob("*.py", path=at(backend, "missing"))
+    assert (missing.matches, missing.error) == (None, f"Path '{at(backend, 'missing')}': path_not_found")
 
 
 async def test_abulk_transfers_report_each_file(backend: DaytonaSandboxBackend) -> None:
@@ -202,9 +205,22 @@ async def test_a_stopped_sandbox_is_started_and_a_gone_one_raises(async_daytona:
         await backend.aread("/home/daytona/k.txt")
 
 
-async def test_sync_methods_need_a_sync_sandbox(backend: DaytonaSandboxBackend) -> None:
-    with pytest.raises(RuntimeError, match="sandbox="):
-        backend.ls(backend.root_dir)
+async def test_sync_methods_fetch_their_own_sandbox_of_the_same_id(
+    async_sandbox: AsyncSandbox, local_server: LocalServer
+) -> None:
+    """A backend built from an async sandbox serves the sync methods too (the standard suite mixes them)."""
+    from conftest import plugin_settings
+
+    reset_clients()
+    try:
+        both = DaytonaSandboxBackend(
+            async_sandbox=async_sandbox, root_dir="/home/daytona", settings=plugin_settings(local_server)
+        )
+        await both.awrite("/home/daytona/both.txt", "one object")
+        listing = await asyncio.to_thread(both.ls, "/home/daytona")
+        assert {"path": "/home/daytona/both.txt", "is_dir": False} in (listing.entries or [])
+    finally:
+        reset_clients()
 
 
 async def test_afs_download_of_an_empty_file_is_empty_not_an_error(backend: DaytonaSandboxBackend) -> None:

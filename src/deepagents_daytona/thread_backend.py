@@ -22,9 +22,9 @@ from deepagents.backends.protocol import (
     GrepResult,
     LsResult,
     ReadResult,
-    SandboxBackendProtocol,
     WriteResult,
 )
+from deepagents.backends.sandbox import BaseSandbox
 from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
 
@@ -66,8 +66,12 @@ def current_thread_id() -> str:
     return thread_id_from(config)
 
 
-class ThreadSandboxBackend(SandboxBackendProtocol):
-    """Every method resolves the current thread's sandbox, then delegates to its backend."""
+class ThreadSandboxBackend(BaseSandbox):
+    """Every method resolves the current thread's sandbox, then delegates to its backend.
+
+    A `BaseSandbox` like the backends it delegates to, so deepagents' `isinstance` checks treat it
+    as the sandbox it is.
+    """
 
     def __init__(self, manager: SandboxManager | None = None) -> None:
         self._manager = manager

@@ -276,7 +276,12 @@ class SandboxFiles:
             where = self.target(directory)
             self._writable(where)
             with parent_of(where) as (fd, name):
-                os.mkdir(name, 0o755, dir_fd=fd)
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    if self._is_dir(where):
+                        continue  # A concurrent call made it first: mkdir -p is content with that.
+                    raise
                 self._chown(fd, name)
 
     # ---- reading ------------------------------------------------------------------------------
@@ -477,7 +482,12 @@ class SandboxFiles:
             self._writable(target)
             self._make_parents(target)
             with parent_of(target) as (fd, name):
-                os.mkdir(name, bits, dir_fd=fd)
+                try:
+                    os.mkdir(name, bits, dir_fd=fd)
+                except FileExistsError:
+                    if self._is_dir(target):
+                        return  # Made by a concurrent call meanwhile.
+                    raise
                 self._chown(fd, name)
         except OSError as exc:
             raise os_error(exc, path) from exc

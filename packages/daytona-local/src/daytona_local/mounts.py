@@ -21,6 +21,10 @@ MAX_SYMLINKS = 40
 
 # Host directories a shell, coreutils and python3 need; bound read-only when present.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Where a sandbox finds `python`, as on Daytona's images, when the host has only python3: a directory
+# of PATH inside /usr that is empty on the host, so binding a generated one over it hides nothing.
+PYTHON_SHIM_DIR = "/usr/local/sbin"
+PYTHON3_CANDIDATES = ("/usr/bin/python3", "/usr/local/bin/python3")
 # Host files and directories under /etc that programs read; nothing secret (no shadow, no ssh keys).
 SYSTEM_ETC = (
     "alternatives",
@@ -107,7 +111,23 @@ class MountPlan:
                 plan.add(host, host, writable=False)
         for name, source in generated_etc.items():
             plan.add(f"/etc/{name}", source, writable=False)
+        if generated_etc:
+            plan._add_python_shim(Path(next(iter(generated_etc.values()))).parent.parent / "sandbox-bin")
         return plan
+
+    def _add_python_shim(self, shim_dir: Path) -> None:
+        """`python` -> the host's python3 in `PYTHON_SHIM_DIR`, unless the host has a `python` there
+        already or the directory is not an empty one to bind over."""
+        python3 = next((path for path in PYTHON3_CANDIDATES if os.path.isfile(path)), None)
+        has_python = any(os.path.lexists(f"{d}/python") for d in ("/usr/bin", "/usr/local/bin", "/bin"))
+        if python3 is None or has_python or not os.path.isdir(PYTHON_SHIM_DIR) or os.listdir(PYTHON_SHIM_DIR):
+            return
+        shim_dir.mkdir(parents=True, exist_ok=True)
+        link = shim_dir / "python"
+        if not link.is_symlink() or os.readlink(link) != python3:
+            link.unlink(missing_ok=True)
+            link.symlink_to(python3)
+        self.add(PYTHON_SHIM_DIR, shim_dir, writable=False)
 
     def copy(self) -> MountPlan:
         """A plan to extend without changing this one (mounts themselves are immutable)."""
