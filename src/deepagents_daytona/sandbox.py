@@ -56,6 +56,7 @@ from deepagents.backends.protocol import (
 from deepagents.backends.sandbox import BaseSandbox, _build_grep_cmd, _map_edit_error, _parse_grep_output
 from deepagents.backends.utils import EMPTY_OLD_STRING_ERROR, InvalidGlobPatternError, compile_grep_include_glob
 
+from deepagents_daytona.cancellation import STOP_TIMEOUT, finish_despite_cancellation, new_run_tag, run_env, stop_script
 from deepagents_daytona.client import get_async_daytona, get_daytona
 from deepagents_daytona.config import DaytonaSettings, get_settings
 from deepagents_daytona.errors import (
@@ -282,6 +283,10 @@ class DaytonaSandboxBackend(BaseSandbox):
     def execute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         """Run `command` in the sandbox shell, in `root_dir`, with one request.
 
+        An interrupt while it runs (or, in `aexecute`, a cancellation) and an expired timeout
+        stop the command's every process with one more request (see `cancellation`); the
+        command sees `DEEPAGENTS_DAYTONA_RUN` in its environment for that.
+
         Args:
             command: Shell command text.
             timeout: Seconds before the command is killed; `None` uses
@@ -296,15 +301,29 @@ class DaytonaSandboxBackend(BaseSandbox):
             return _EMPTY_COMMAND
         seconds = self._settings.execute_timeout if timeout is None else timeout
         process = self._sync.process
+        tag = new_run_tag()
         try:
             response = self._call(
-                lambda: process.exec(command, cwd=self._root, timeout=seconds),
+                lambda: process.exec(command, cwd=self._root, env=run_env(tag), timeout=seconds),
                 idempotent=idempotent,
                 missing_is_routine=False,
             )
         except DaytonaError as exc:
-            return _execute_failure(exc, seconds)
+            failed = _execute_failure(exc, seconds)
+            if failed.exit_code == _TIMED_OUT:
+                self._stop(tag)
+            return failed
+        except BaseException:  # an interrupt (KeyboardInterrupt, a signal handler's exception)
+            self._stop(tag)
+            raise
         return self._execute_response(response)
+
+    def _stop(self, tag: str) -> None:
+        """Kill every process of the command tagged `tag` (see `cancellation`); never raises."""
+        try:
+            self._sync.process.exec(stop_script(tag), timeout=STOP_TIMEOUT)
+        except (DaytonaError, SandboxError) as exc:
+            logger.warning("Could not stop a command in sandbox %s: %s", self.id, exc)
 
     async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         """Async twin of `execute`."""
@@ -316,15 +335,29 @@ class DaytonaSandboxBackend(BaseSandbox):
             return _EMPTY_COMMAND
         seconds = self._settings.execute_timeout if timeout is None else timeout
         process = (await self._async()).process
+        tag = new_run_tag()
         try:
             response = await self._acall(
-                lambda: process.exec(command, cwd=self._root, timeout=seconds),
+                lambda: process.exec(command, cwd=self._root, env=run_env(tag), timeout=seconds),
                 idempotent=idempotent,
                 missing_is_routine=False,
             )
         except DaytonaError as exc:
-            return _execute_failure(exc, seconds)
+            failed = _execute_failure(exc, seconds)
+            if failed.exit_code == _TIMED_OUT:
+                await self._astop(tag)
+            return failed
+        except asyncio.CancelledError:
+            await finish_despite_cancellation(self._astop(tag))
+            raise
         return self._execute_response(response)
+
+    async def _astop(self, tag: str) -> None:
+        """Async twin of `_stop`."""
+        try:
+            await (await self._async()).process.exec(stop_script(tag), timeout=STOP_TIMEOUT)
+        except (DaytonaError, SandboxError) as exc:
+            logger.warning("Could not stop a command in sandbox %s: %s", self.id, exc)
 
     @staticmethod
     def _execute_response(response: DaytonaExecuteResponse) -> ExecuteResponse:
@@ -932,6 +965,9 @@ def _is_empty_file(exc: DaytonaError) -> bool:
     return str(exc).startswith("No file data received")
 
 
+_TIMED_OUT = 124
+
+
 def _execute_failure(exc: DaytonaError, seconds: int) -> ExecuteResponse:
     failure = read_failure(exc)
     if failure.is_timeout or isinstance(exc, DaytonaTimeoutError):
@@ -940,7 +976,7 @@ def _execute_failure(exc: DaytonaError, seconds: int) -> ExecuteResponse:
                 f"Error: Command timed out after {seconds} seconds. "
                 "For long-running commands, re-run using the timeout parameter."
             ),
-            exit_code=124,
+            exit_code=_TIMED_OUT,
         )
     if failure.status is not None and 400 <= failure.status < 500 and not failure.transient:
         return ExecuteResponse(output=f"Error: {failure.message}", exit_code=1)

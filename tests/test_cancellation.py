@@ -1,0 +1,165 @@
+"""A cancelled, interrupted or timed-out `execute` leaves none of its processes in the sandbox.
+
+daytona_local already kills a `process/execute` command whose client goes away (Daytona's daemon
+does not); so the stop script the backend sends is also tested on its own, against processes a
+session command started (which no disconnect ends), one of them out of the process group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from types import FrameType
+
+import pytest
+from daytona import AsyncDaytona, AsyncSandbox, Daytona, Sandbox, SessionExecuteRequest
+from deepagents.backends.protocol import ExecuteResponse
+
+from deepagents_daytona.cancellation import RUN_TAG_VARIABLE, new_run_tag, stop_script
+from deepagents_daytona.config import DaytonaSettings
+from deepagents_daytona.sandbox import DaytonaSandboxBackend
+
+SETTINGS = DaytonaSettings.from_env(_env_file=None)
+SLEEP = 3
+"""Seconds the commands under test sleep before leaving their marker file."""
+
+
+@pytest.fixture(scope="module")
+async def async_sandbox(async_daytona: AsyncDaytona) -> AsyncIterator[AsyncSandbox]:
+    created = await async_daytona.create()
+    yield created
+    await async_daytona.delete(created)
+
+
+@pytest.fixture(scope="module")
+def sync_sandbox(daytona: Daytona, async_sandbox: AsyncSandbox) -> Sandbox:
+    return daytona.get(async_sandbox.id)
+
+
+@pytest.fixture
+def backend(sync_sandbox: Sandbox, async_sandbox: AsyncSandbox) -> DaytonaSandboxBackend:
+    return DaytonaSandboxBackend(sync_sandbox, async_sandbox, root_dir="/home/daytona", settings=SETTINGS)
+
+
+def process_tree(name: str) -> str:
+    """A command that starts a tree of processes carrying `name` in their argv, one of them in a
+    session of its own (outside the process group), writes `<name>.started`, and, unless stopped,
+    `<name>.done` after `SLEEP` seconds."""
+    return (
+        f"setsid sh -c 'sleep {SLEEP}; touch /tmp/{name}.done' {name} >/dev/null 2>&1 < /dev/null &\n"
+        f"sh -c 'sleep {SLEEP}; touch /tmp/{name}.done' {name} &\n"
+        f"touch /tmp/{name}.started\n"
+        "wait\n"
+    )
+
+
+def alive(name: str) -> str:
+    """A command printing how many processes carry `name` in their argv."""
+    return (
+        "n=0; for d in /proc/[0-9]*; do "
+        f'if tr "\\000" " " < "$d/cmdline" 2>/dev/null | grep -q " {name}"; then n=$((n + 1)); fi; '
+        'done; echo "$n"'
+    )
+
+
+Run = Callable[[str], Awaitable[ExecuteResponse]]
+
+
+async def wait_started(backend: DaytonaSandboxBackend, name: str) -> None:
+    for _ in range(200):
+        if (await backend.aexecute(f"test -e /tmp/{name}.started")).exit_code == 0:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail(f"{name} never started")
+
+
+async def assert_gone(run: Run, name: str) -> None:
+    """No process of `name` within a bounded wait, and its marker still absent after `SLEEP`."""
+    left = None
+    for _ in range(50):
+        left = (await run(alive(name))).output.strip()
+        if left == "0":
+            break
+        await asyncio.sleep(0.1)
+    assert left == "0", f"{left} processes of {name} still running"
+    await asyncio.sleep(SLEEP + 0.5)
+    marker = await run(f"test -e /tmp/{name}.done")
+    assert marker.exit_code == 1, "a stopped command still finished its work"
+
+
+async def test_the_stop_script_kills_a_tagged_tree_that_no_disconnect_would(
+    async_sandbox: AsyncSandbox, backend: DaytonaSandboxBackend
+) -> None:
+    name = f"s{uuid.uuid4().hex[:10]}"
+    tag = new_run_tag()
+    session = f"tree-{name}"
+    await async_sandbox.process.create_session(session)
+    await async_sandbox.process.execute_session_command(
+        session,
+        SessionExecuteRequest(command=f"export {RUN_TAG_VARIABLE}={tag}\n{process_tree(name)}", run_async=True),
+    )
+    await wait_started(backend, name)
+    assert int((await backend.aexecute(alive(name))).output) >= 2
+
+    stopped = await backend.aexecute(stop_script(tag))
+
+    assert stopped.exit_code == 0, stopped.output
+    await assert_gone(backend.aexecute, name)
+    await async_sandbox.process.delete_session(session)
+
+
+async def test_a_cancelled_aexecute_leaves_no_process_and_the_next_call_works(
+    backend: DaytonaSandboxBackend,
+) -> None:
+    name = f"c{uuid.uuid4().hex[:10]}"
+    run = asyncio.ensure_future(backend.aexecute(process_tree(name)))
+    await wait_started(backend, name)
+
+    run.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await assert_gone(backend.aexecute, name)
+    after = await backend.aexecute("echo still here")
+    assert (after.output, after.exit_code) == ("still here\n", 0)
+
+
+async def test_a_timeout_leaves_no_process_even_outside_the_process_group(backend: DaytonaSandboxBackend) -> None:
+    name = f"t{uuid.uuid4().hex[:10]}"
+
+    result = await backend.aexecute(process_tree(name), timeout=1)
+
+    assert result.exit_code == 124
+    await assert_gone(backend.aexecute, name)
+
+
+class Interrupted(BaseException):
+    """What the test's SIGALRM handler raises, as Ctrl-C raises KeyboardInterrupt."""
+
+
+@pytest.fixture
+def alarm() -> Iterator[None]:
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    yield
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_an_interrupted_execute_leaves_no_process_and_the_next_call_works(
+    backend: DaytonaSandboxBackend, alarm: None
+) -> None:
+    name = f"i{uuid.uuid4().hex[:10]}"
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+
+    with pytest.raises(Interrupted):
+        backend.execute(process_tree(name))
+
+    assert backend.execute(f"test -e /tmp/{name}.started").exit_code == 0
+    asyncio.run(assert_gone(lambda command: asyncio.to_thread(backend.execute, command), name))
+    after = backend.execute("echo still here")
+    assert (after.output, after.exit_code) == ("still here\n", 0)
