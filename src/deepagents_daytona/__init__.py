@@ -1,10 +1,11 @@
 """deepagents-daytona: one Daytona sandbox per LangGraph thread, for Deep Agents and LangGraph.
 
 from deepagents import create_deep_agent
-from deepagents_daytona import ThreadSandboxBackend, ThreadCleanupCheckpointer
+from deepagents_daytona import SandboxWarmStart, ThreadSandboxBackend, ThreadCleanupCheckpointer
 
 agent = create_deep_agent(model=..., backend=ThreadSandboxBackend(),
-                          checkpointer=ThreadCleanupCheckpointer(InMemorySaver()))
+                          checkpointer=ThreadCleanupCheckpointer(InMemorySaver()),
+                          middleware=[SandboxWarmStart()])
 """
 
 from importlib.metadata import version
@@ -19,6 +20,7 @@ from deepagents_daytona.manager import ManagedSandbox, SandboxManager, get_sandb
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
 from deepagents_daytona.thread_backend import ThreadNotResolvedError, ThreadSandboxBackend
 from deepagents_daytona.tools import sandbox_tools
+from deepagents_daytona.warm_start import SandboxWarmStart
 
 __version__ = version("deepagents-daytona")
 
@@ -31,6 +33,7 @@ __all__ = [
     "SandboxGoneError",
     "SandboxManager",
     "SandboxUnavailableError",
+    "SandboxWarmStart",
     "ScriptedChatModel",
     "SettingsError",
     "ThreadCleanupCheckpointer",

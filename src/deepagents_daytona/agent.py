@@ -2,8 +2,9 @@
 
 `create_deep_agent` wired with the pieces of this package: `ThreadSandboxBackend` (the sandbox of
 the run's thread), `ThreadCleanupCheckpointer` (deleting the thread deletes the sandbox), a
-system-prompt note that tells the model where its workspace is and that it persists, and
-`WorkspaceAnnouncement`, which tells a streaming client where that workspace is on the volume.
+system-prompt note that tells the model where its workspace is and that it persists,
+`WorkspaceAnnouncement`, which tells a streaming client where that workspace is on the volume,
+and `SandboxWarmStart`, which readies the sandbox while the model thinks.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from langgraph.runtime import Runtime
 from deepagents_daytona.lifecycle import ThreadCleanupCheckpointer
 from deepagents_daytona.manager import SandboxManager, get_sandbox_manager
 from deepagents_daytona.thread_backend import ThreadSandboxBackend
+from deepagents_daytona.warm_start import SandboxWarmStart
 
 
 def workspace_note(manager: SandboxManager) -> str:
@@ -68,6 +70,7 @@ def create_sandbox_agent(
     checkpointer: BaseCheckpointSaver | None = None,
     manager: SandboxManager | None = None,
     middleware: Sequence[AgentMiddleware] = (),
+    warm_start: bool = True,
     **kwargs: Any,
 ) -> Any:
     """A deep agent with one sandbox per thread; `kwargs` go to `create_deep_agent`.
@@ -76,11 +79,16 @@ def create_sandbox_agent(
     it destroys the thread's sandbox. Without one the graph has none, as `create_deep_agent`'s: a
     LangGraph Agent Server (`langgraph dev`) brings its own and refuses graphs that carry one; give
     it the wrapper through langgraph.json's `checkpointer.path` instead.
+
+    With `warm_start` (the default) every run resolves its thread's sandbox while the model
+    thinks (`SandboxWarmStart`); a run that calls no tool then still leaves its sandbox running
+    until auto-stop. `warm_start=False` resolves it at the first tool call instead.
     """
     manager = manager or get_sandbox_manager()
     saver = checkpointer
     if saver is not None and not isinstance(saver, ThreadCleanupCheckpointer):
         saver = ThreadCleanupCheckpointer(saver, manager)
+    warming = [SandboxWarmStart(manager)] if warm_start else []
     note = workspace_note(manager)
     prompt = f"{system_prompt}\n\n{note}" if system_prompt else note
     return create_deep_agent(
@@ -89,6 +97,6 @@ def create_sandbox_agent(
         system_prompt=prompt,
         backend=ThreadSandboxBackend(manager),
         checkpointer=saver,
-        middleware=[WorkspaceAnnouncement(manager), *middleware],
+        middleware=[WorkspaceAnnouncement(manager), *warming, *middleware],
         **kwargs,
     )
