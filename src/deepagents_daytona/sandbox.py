@@ -22,8 +22,9 @@ import errno
 import logging
 import shlex
 import threading
+import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from daytona import (
     AsyncSandbox,
@@ -32,6 +33,7 @@ from daytona import (
     FileDownloadRequest,
     FileUpload,
     Sandbox,
+    SessionExecuteRequest,
 )
 from daytona import ExecuteResponse as DaytonaExecuteResponse
 from daytona import FileDownloadResponse as DaytonaDownload
@@ -79,7 +81,11 @@ from deepagents_daytona.file_results import (
     upload_error,
 )
 from deepagents_daytona.in_place_edit import edited_occurrences, in_place_command
+from deepagents_daytona.output_stream import SESSION_PREFIX, ToolOutputWriter, session_command, tool_output_writer
 from deepagents_daytona.retry import RetryPolicy, acall_with_retry, call_with_retry
+
+if TYPE_CHECKING:
+    from daytona import AsyncProcess
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +146,7 @@ class DaytonaSandboxBackend(BaseSandbox):
         self._async_given = async_sandbox is not None
         self._async_loop: asyncio.AbstractEventLoop | None = None
         self._retry = retry or RetryPolicy(max_attempts=self._settings.max_attempts)
+        self._idle_stream_sessions: list[str] = []
         self._revive_lock = threading.Lock()
         self._arevive_lock = asyncio.Lock()
 
@@ -334,6 +341,9 @@ class DaytonaSandboxBackend(BaseSandbox):
         if not command or not command.strip():
             return _EMPTY_COMMAND
         seconds = self._settings.execute_timeout if timeout is None else timeout
+        writer = tool_output_writer()
+        if writer is not None:
+            return await self._astream_execute(command, seconds, writer)
         process = (await self._async()).process
         tag = new_run_tag()
         try:
@@ -351,6 +361,60 @@ class DaytonaSandboxBackend(BaseSandbox):
             await finish_despite_cancellation(self._astop(tag))
             raise
         return self._execute_response(response)
+
+    async def _astream_execute(self, command: str, seconds: int, writer: ToolOutputWriter) -> ExecuteResponse:
+        """`aexecute` with its output handed to `writer` as it is produced (see `output_stream`):
+        the same output and exit code as the one-request path, timeouts and cancellation alike."""
+        process = (await self._async()).process
+        tag = new_run_tag()
+        chunks: list[str] = []
+
+        def on_output(chunk: str) -> None:
+            if chunk:
+                chunks.append(chunk)
+                writer(chunk)
+
+        session = None
+        try:
+            async with asyncio.timeout(seconds or None):
+                session = await self._stream_session(process)
+                started = await process.execute_session_command(
+                    session,
+                    SessionExecuteRequest(command=session_command(command, self._root, tag), run_async=True),
+                    timeout=seconds or None,
+                )
+                await process.get_session_command_logs_async(session, started.cmd_id, on_output, on_output)
+                exit_code = await self._session_exit_code(process, session, started.cmd_id)
+        except TimeoutError:
+            await self._astop(tag)
+            return _execute_failure(DaytonaTimeoutError("streamed command timed out"), seconds)
+        except asyncio.CancelledError:
+            await finish_despite_cancellation(self._astop(tag))
+            raise
+        except DaytonaError as exc:
+            return _execute_failure(exc, seconds)
+        self._idle_stream_sessions.append(session)
+        return ExecuteResponse(output="".join(chunks), exit_code=exit_code, truncated=False)
+
+    async def _stream_session(self, process: AsyncProcess) -> str:
+        """An idle session of this backend's, or a new one (a session runs one command at a time)."""
+        if self._idle_stream_sessions:
+            return self._idle_stream_sessions.pop()
+        session = f"{SESSION_PREFIX}{uuid.uuid4().hex}"
+        await self._acall(lambda: process.create_session(session, request_timeout=self._settings.request_timeout))
+        return session
+
+    async def _session_exit_code(self, process: AsyncProcess, session: str, command_id: str) -> int | None:
+        """The exit code of a session command whose log has ended; it is recorded as the command
+        ends, so a look just after may still find none: look again, briefly."""
+        for _ in range(_EXIT_CODE_LOOKS):
+            done = await self._acall(
+                lambda: process.get_session_command(session, command_id, request_timeout=self._settings.request_timeout)
+            )
+            if done.exit_code is not None:
+                return done.exit_code
+            await asyncio.sleep(0.02)
+        return None
 
     async def _astop(self, tag: str) -> None:
         """Async twin of `_stop`."""
@@ -966,6 +1030,7 @@ def _is_empty_file(exc: DaytonaError) -> bool:
 
 
 _TIMED_OUT = 124
+_EXIT_CODE_LOOKS = 50
 
 
 def _execute_failure(exc: DaytonaError, seconds: int) -> ExecuteResponse:

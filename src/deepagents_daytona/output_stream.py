@@ -1,0 +1,42 @@
+"""Streaming a command's output to the client while it runs, as `tool-output-delta` events.
+
+LangGraph 1.2 streams a tool's partial output on the `tools` stream mode: while a tool runs in
+such a run, `StreamToolCallHandler` keeps a writer for that call in a ContextVar, which
+`ToolRuntime.emit_output_delta` uses. Our backend sits below the tool and has no `ToolRuntime`,
+so it reads that ContextVar itself, in `tool_output_writer`, the one place that touches
+LangGraph's private module (tests/test_streaming.py fails if LangGraph moves it).
+
+When a writer is set, `aexecute` runs the command as a session command, run async, and follows
+its log: a session from the backend's pool (created once), the command, its log over a
+WebSocket, and its exit code: 3 requests. Otherwise `execute` stays one request.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.pregel._tools import _tool_call_writer
+
+from deepagents_daytona.cancellation import RUN_TAG_VARIABLE
+
+ToolOutputWriter = Callable[[Any], None]
+
+SESSION_PREFIX = "deepagents-daytona-stream-"
+"""Sessions this package makes for streamed commands."""
+
+
+def tool_output_writer() -> ToolOutputWriter | None:
+    """The running tool call's `tool-output-delta` writer; `None` when the run does not stream
+    the `tools` mode (or no tool call is running)."""
+    return _tool_call_writer.get()
+
+
+def session_command(command: str, cwd: str, tag: str) -> str:
+    """`command` as a session command that behaves as `process/execute` runs it: in a shell of
+    its own (the first of zsh, bash and sh, as the daemon picks), in `cwd`, stdin at EOF,
+    stderr merged into stdout, and tagged for `cancellation` (the shell too, so that a stop
+    leaves no shell to go on to the command's next line)."""
+    shell = "$(command -v zsh || command -v bash || command -v sh)"
+    return f'cd {shlex.quote(cwd)} && {RUN_TAG_VARIABLE}={tag} "{shell}" -c {shlex.quote(command)} < /dev/null 2>&1'

@@ -1,0 +1,100 @@
+"""`aexecute` streams its output as `tool-output-delta` events when the run streams `tools`.
+
+Through a real deep agent (a scripted model calls `execute`) on daytona_local: deltas arrive
+while the command runs (the first holds only the first line, which the command prints long
+before its last) and add up to the tool's final output; a run that does not stream `tools`
+keeps the one-request path.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langgraph.checkpoint.memory import InMemorySaver
+
+from daytona_local.testing import LocalServer
+from deepagents_daytona import ScriptedChatModel, create_sandbox_agent, tool_call
+from deepagents_daytona.manager import SandboxManager
+from deepagents_daytona.output_stream import tool_output_writer
+
+SLOW_LINES = "for i in 1 2 3 4; do echo line$i; sleep 0.4; done; echo err >&2; exit 3"
+
+
+def agent_running(manager: SandboxManager, command: str) -> Any:
+    model = ScriptedChatModel([tool_call("execute", command=command), "done"])
+    return create_sandbox_agent(model, checkpointer=InMemorySaver(), manager=manager)
+
+
+async def tool_events(agent: Any) -> list[dict[str, Any]]:
+    config = {"configurable": {"thread_id": f"s-{uuid.uuid4().hex[:8]}"}}
+    return [
+        event
+        async for event in agent.astream({"messages": [{"role": "user", "content": "go"}]}, config, stream_mode="tools")
+    ]
+
+
+async def test_output_streams_while_the_command_runs_and_adds_up_to_the_result(manager: SandboxManager) -> None:
+    events = await tool_events(agent_running(manager, SLOW_LINES))
+
+    kinds = [event["event"] for event in events]
+    deltas = [event["delta"] for event in events if event["event"] == "tool-output-delta"]
+    finished = next(event for event in events if event["event"] == "tool-finished")
+    output = str(finished["output"].content)
+    assert kinds[0] == "tool-started" and kinds[-1] == "tool-finished"
+    assert len(deltas) >= 2, deltas
+    assert "line1" in deltas[0] and "line4" not in deltas[0], "the first delta came only once the command ended"
+    assert "".join(deltas) == "line1\nline2\nline3\nline4\nerr\n"
+    assert output.startswith("".join(deltas)) and "exit code 3" in output
+
+
+async def test_the_streamed_result_equals_the_one_request_result(manager: SandboxManager) -> None:
+    command = "cd sub 2>/dev/null || mkdir -p sub; pwd; printf 'no newline'; echo; exit 0"
+    streamed = await tool_events(agent_running(manager, command))
+    plain = await agent_running(manager, command).ainvoke(
+        {"messages": [{"role": "user", "content": "go"}]}, {"configurable": {"thread_id": f"p-{uuid.uuid4().hex[:8]}"}}
+    )
+
+    finished = next(event for event in streamed if event["event"] == "tool-finished")
+    tool_message = next(message for message in plain["messages"] if message.type == "tool")
+    assert str(finished["output"].content) == str(tool_message.content)
+
+
+def test_the_private_hook_is_where_langgraph_keeps_the_tool_call_writer() -> None:
+    """Fails loudly when LangGraph moves or renames the ContextVar `tool_output_writer` reads."""
+    from langchain_core.tools import tool
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode
+
+    seen: list[bool] = []
+
+    @tool
+    def probe() -> str:
+        """Report whether a writer is set."""
+        writer = tool_output_writer()
+        seen.append(writer is not None)
+        if writer is not None:
+            writer("hello")
+        return "ok"
+
+    graph = StateGraph(MessagesState).add_node("tools", ToolNode([probe])).add_edge(START, "tools").compile()
+    call = tool_call("probe")
+    events = list(graph.stream({"messages": [call]}, stream_mode="tools"))
+    graph.invoke({"messages": [call]})
+
+    assert seen == [True, False]
+    assert {"event": "tool-output-delta", "tool_call_id": call.tool_calls[0]["id"], "delta": "hello"} in events
+
+
+async def test_without_the_tools_mode_execute_is_one_request(
+    local_server: LocalServer, manager: SandboxManager
+) -> None:
+    thread_id = f"o-{uuid.uuid4().hex[:8]}"
+    backend = await manager.aget_thread_backend(thread_id)
+    await backend.aexecute("true")
+    before = local_server.request_count
+
+    result = await backend.aexecute("echo one")
+
+    assert result.output == "one\n"
+    assert local_server.request_count - before == 1
