@@ -9,14 +9,18 @@ keeps the one-request path.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+from daytona import Daytona
 from langgraph.checkpoint.memory import InMemorySaver
 
 from daytona_local.testing import LocalServer
 from deepagents_daytona import ScriptedChatModel, create_sandbox_agent, tool_call
 from deepagents_daytona.manager import SandboxManager
 from deepagents_daytona.output_stream import tool_output_writer
+from test_server import Served, say, serve
 
 SLOW_LINES = "for i in 1 2 3 4; do echo line$i; sleep 0.4; done; echo err >&2; exit 3"
 
@@ -98,3 +102,24 @@ async def test_without_the_tools_mode_execute_is_one_request(
 
     assert result.output == "one\n"
     assert local_server.request_count - before == 1
+
+
+@pytest.fixture(scope="module")
+def served(local_server: LocalServer, daytona: Daytona, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve(local_server, daytona, tmp_path_factory.mktemp("stream") / "data") as server:
+        yield server
+
+
+def test_deltas_reach_a_langgraph_sdk_client_through_serve(served: Served) -> None:
+    """The offline agent's `execute` prints Python's version and a listing; its deltas reach the
+    thread stream (the protocol `serve` carries tool events on) and add up to the result."""
+    client = served.client()
+    thread_id = client.threads.create()["thread_id"]
+    with client.threads.stream(thread_id, assistant_id="agent") as thread:
+        thread.run.start(input=say("stream the command"))
+        streamed = [(call.name, "".join(call.deltas), call.output) for call in thread.tool_calls]
+    client.threads.delete(thread_id)
+
+    (joined, output) = next((joined, output) for name, joined, output in streamed if name == "execute")
+    assert "notes.md" in joined
+    assert str(output["content"] if isinstance(output, dict) else output).startswith(joined)
