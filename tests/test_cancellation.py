@@ -16,9 +16,12 @@ from types import FrameType
 import pytest
 from daytona import AsyncDaytona, AsyncSandbox, Daytona, Sandbox, SessionExecuteRequest
 from deepagents.backends.protocol import ExecuteResponse
+from langgraph.checkpoint.memory import InMemorySaver
 
+from deepagents_daytona import ScriptedChatModel, create_sandbox_agent, tool_call
 from deepagents_daytona.cancellation import RUN_TAG_VARIABLE, new_run_tag, stop_script
 from deepagents_daytona.config import DaytonaSettings
+from deepagents_daytona.manager import SandboxManager
 from deepagents_daytona.sandbox import DaytonaSandboxBackend
 
 SETTINGS = DaytonaSettings.from_env(_env_file=None)
@@ -163,3 +166,50 @@ def test_an_interrupted_execute_leaves_no_process_and_the_next_call_works(
     asyncio.run(assert_gone(lambda command: asyncio.to_thread(backend.execute, command), name))
     after = backend.execute("echo still here")
     assert (after.output, after.exit_code) == ("still here\n", 0)
+
+
+async def test_a_cancelled_streamed_execute_leaves_no_process_and_the_next_call_works(manager: SandboxManager) -> None:
+    """A client that stops reading a run streaming `tools` (the run is cancelled) mid-command."""
+    name = f"d{uuid.uuid4().hex[:10]}"
+    thread_id = f"c-{uuid.uuid4().hex[:8]}"
+    model = ScriptedChatModel([tool_call("execute", command=f"echo begun\n{process_tree(name)}"), "done"])
+    agent = create_sandbox_agent(model, checkpointer=InMemorySaver(), manager=manager)
+    first_delta = asyncio.Event()
+
+    async def consume() -> None:
+        config = {"configurable": {"thread_id": thread_id}}
+        async for event in agent.astream(
+            {"messages": [{"role": "user", "content": "go"}]}, config, stream_mode="tools"
+        ):
+            if event["event"] == "tool-output-delta":
+                first_delta.set()
+
+    run = asyncio.ensure_future(consume())
+    await asyncio.wait_for(first_delta.wait(), 60)
+    backend = await manager.aget_thread_backend(thread_id)
+    await wait_started(backend, name)
+
+    run.cancel()
+
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await assert_gone(backend.aexecute, name)
+    after = await backend.aexecute("echo still here")
+    assert (after.output, after.exit_code) == ("still here\n", 0)
+
+
+async def test_a_streamed_execute_times_out_as_the_one_request_path_does(manager: SandboxManager) -> None:
+    name = f"u{uuid.uuid4().hex[:10]}"
+    thread_id = f"u-{uuid.uuid4().hex[:8]}"
+    model = ScriptedChatModel([tool_call("execute", command=process_tree(name), timeout=1), "done"])
+    agent = create_sandbox_agent(model, checkpointer=InMemorySaver(), manager=manager)
+    config = {"configurable": {"thread_id": thread_id}}
+
+    events = [
+        event
+        async for event in agent.astream({"messages": [{"role": "user", "content": "go"}]}, config, stream_mode="tools")
+    ]
+
+    finished = next(event for event in events if event["event"] == "tool-finished")
+    assert "timed out after 1 seconds" in str(finished["output"].content)
+    await assert_gone((await manager.aget_thread_backend(thread_id)).aexecute, name)

@@ -64,6 +64,29 @@ async def test_the_streamed_result_equals_the_one_request_result(manager: Sandbo
     assert str(finished["output"].content) == str(tool_message.content)
 
 
+async def test_the_first_delta_reaches_the_client_while_the_command_still_runs(manager: SandboxManager) -> None:
+    """The command waits for a file that the client creates only once it has the first delta:
+    it finishes only if that delta came out while it ran."""
+    go = f"/tmp/go-{uuid.uuid4().hex[:8]}"
+    command = (
+        f"echo ready; for i in $(seq 400); do [ -e {go} ] && break; sleep 0.05; done; [ -e {go} ] && echo finished"
+    )
+    thread_id = f"h-{uuid.uuid4().hex[:8]}"
+    agent = agent_running(manager, command)
+    deltas: list[str] = []
+    async for event in agent.astream(
+        {"messages": [{"role": "user", "content": "go"}]},
+        {"configurable": {"thread_id": thread_id}},
+        stream_mode="tools",
+    ):
+        if event["event"] == "tool-output-delta":
+            if not deltas:
+                await (await manager.aget_thread_backend(thread_id)).aexecute(f"touch {go}")
+            deltas.append(event["delta"])
+
+    assert "".join(deltas) == "ready\nfinished\n"
+
+
 def test_the_private_hook_is_where_langgraph_keeps_the_tool_call_writer() -> None:
     """Fails loudly when LangGraph moves or renames the ContextVar `tool_output_writer` reads."""
     from langchain_core.tools import tool

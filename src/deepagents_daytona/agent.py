@@ -91,7 +91,7 @@ def create_sandbox_agent(
     warming = [SandboxWarmStart(manager)] if warm_start else []
     note = workspace_note(manager)
     prompt = f"{system_prompt}\n\n{note}" if system_prompt else note
-    return create_deep_agent(
+    agent = create_deep_agent(
         model=model,
         tools=list(tools),
         system_prompt=prompt,
@@ -100,3 +100,8 @@ def create_sandbox_agent(
         middleware=[WorkspaceAnnouncement(manager), *warming, *middleware],
         **kwargs,
     )
+    # LangGraph hands out stream events as they are written only for the `messages` and
+    # `custom` modes unless the graph asks for it; without this a run that streams just `tools`
+    # would get `execute`'s output deltas all at once when the command ends.
+    agent.stream_eager = True
+    return agent
