@@ -87,6 +87,16 @@ async def test_the_first_delta_reaches_the_client_while_the_command_still_runs(m
     assert "".join(deltas) == "ready\nfinished\n"
 
 
+async def test_only_execute_streams_not_the_commands_behind_other_tools(manager: SandboxManager) -> None:
+    """`grep` runs a command too (BaseSandbox's); its raw output is not the tool's output."""
+    model = ScriptedChatModel([tool_call("grep", pattern="persist", path="/home/daytona/workspace"), "done"])
+    agent = create_sandbox_agent(model, checkpointer=InMemorySaver(), manager=manager)
+
+    events = await tool_events(agent)
+
+    assert [event["event"] for event in events] == ["tool-started", "tool-finished"]
+
+
 def test_the_private_hook_is_where_langgraph_keeps_the_tool_call_writer() -> None:
     """Fails loudly when LangGraph moves or renames the ContextVar `tool_output_writer` reads."""
     from langchain_core.tools import tool

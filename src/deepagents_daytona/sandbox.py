@@ -85,7 +85,7 @@ from deepagents_daytona.output_stream import SESSION_PREFIX, ToolOutputWriter, s
 from deepagents_daytona.retry import RetryPolicy, acall_with_retry, call_with_retry
 
 if TYPE_CHECKING:
-    from daytona import AsyncProcess
+    from daytona._async.process import AsyncProcess
 
 logger = logging.getLogger(__name__)
 
@@ -334,6 +334,10 @@ class DaytonaSandboxBackend(BaseSandbox):
 
     async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         """Async twin of `execute`."""
+        writer = tool_output_writer()
+        if writer is not None and command.strip():
+            seconds = self._settings.execute_timeout if timeout is None else timeout
+            return await self._astream_execute(command, seconds, writer)
         return await self._aexecute(command, timeout, idempotent=False)
 
     async def _aexecute(self, command: str, timeout: int | None, *, idempotent: bool) -> ExecuteResponse:
@@ -341,9 +345,6 @@ class DaytonaSandboxBackend(BaseSandbox):
         if not command or not command.strip():
             return _EMPTY_COMMAND
         seconds = self._settings.execute_timeout if timeout is None else timeout
-        writer = tool_output_writer()
-        if writer is not None:
-            return await self._astream_execute(command, seconds, writer)
         process = (await self._async()).process
         tag = new_run_tag()
         try:
@@ -398,7 +399,7 @@ class DaytonaSandboxBackend(BaseSandbox):
 
     async def _stream_session(self, process: AsyncProcess) -> str:
         """An idle session of this backend's, or a new one (a session runs one command at a time)."""
-        if self._idle_stream_sessions:
+        with contextlib.suppress(IndexError):
             return self._idle_stream_sessions.pop()
         session = f"{SESSION_PREFIX}{uuid.uuid4().hex}"
         await self._acall(lambda: process.create_session(session, request_timeout=self._settings.request_timeout))
