@@ -21,6 +21,7 @@ from . import (
     toolbox_git,
     toolbox_interpreter,
     toolbox_lsp,
+    toolbox_ports,
     toolbox_process,
     toolbox_pty,
     toolbox_system,
@@ -53,6 +54,7 @@ toolbox.include_router(toolbox_pty.router)
 toolbox.include_router(toolbox_interpreter.router)
 toolbox.include_router(toolbox_git.router)
 toolbox.include_router(toolbox_lsp.router)
+toolbox.include_router(toolbox_ports.router)
 toolbox.include_router(toolbox_upload_v2.router)
 toolbox.include_router(toolbox_system.router)
 
