@@ -9,9 +9,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from .errors import DaemonError
-from .runtime import run_script
-from .sandboxes import HOME
+from ..errors import DaemonError
+from ..runtime import run_script
+from ..sandboxes import HOME
 
 router = APIRouter()
 _LISTEN = "0A"  # the TCP state column of /proc/net/tcp

@@ -28,14 +28,14 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
-from .client_gone import unless_client_gone
-from .errors import DaemonError
-from .files import SandboxFiles
-from .output import MAX_OUTPUT, READ_CHUNK, Output, coalesced, json_stream
-from .runtime import Command, Container, ContainerGone, SpawnError, run_script_into
-from .sandboxes import HOME, SandboxService
-from .store import SandboxRecord
-from .toolbox_body import read_json
+from ..client_gone import unless_client_gone
+from ..errors import DaemonError
+from ..files import SandboxFiles
+from ..json_body import read_json
+from ..output import MAX_OUTPUT, READ_CHUNK, Output, coalesced, json_stream
+from ..runtime import Command, Container, ContainerGone, SpawnError, run_script_into
+from ..sandboxes import HOME, SandboxService
+from ..store import SandboxRecord
 
 router = APIRouter()
 
