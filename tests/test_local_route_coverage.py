@@ -78,7 +78,6 @@ LEFT_OUT: dict[str, str] = {
     "/api/sandbox/{sandboxIdOrName}/network-settings": NOT_LOCAL,
     "/api/sandbox/{sandboxId}/telemetry": NOT_LOCAL,
     "/toolbox/{sandboxId}/process/session/entrypoint": NOT_LOCAL,  # no image entrypoint runs here
-    "/toolbox/{sandboxId}/port": NOT_YET,
     "POST /toolbox/{sandboxId}/env": NOT_YET,
 }
 

@@ -21,7 +21,7 @@ from daytona import (
 )
 
 from daytona_local.testing import LocalServer
-from daytona_local.toolbox_files import MAX_UPLOAD_PARTS
+from daytona_local.toolbox.files import MAX_UPLOAD_PARTS
 
 HOME = "/home/daytona"
 

@@ -18,7 +18,7 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from daytona import Sandbox
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from langchain_daytona import DaytonaSandbox
 
@@ -103,6 +103,7 @@ def _normalise(value: Any, root: str) -> Any:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(operations=st.lists(_operations, min_size=1, max_size=10))
+@example(operations=[("delete", "/"), ("grep_cap", "foo", 0)])  # a search in a root that is gone
 def test_operations_match_base_sandbox(sandbox: Sandbox, operations: list[tuple[Any, ...]]) -> None:
     run = uuid.uuid4().hex[:12]
     ours_root, theirs_root = f"/home/daytona/ours-{run}", f"/home/daytona/theirs-{run}"

@@ -302,8 +302,11 @@ class DaytonaSandboxBackend(BaseSandbox):
         """
         return self._execute(command, timeout, idempotent=False)
 
-    def _execute(self, command: str, timeout: int | None, *, idempotent: bool) -> ExecuteResponse:
-        """`execute`; `idempotent` for commands that only read (grep), so faults are retried."""
+    def _execute(
+        self, command: str, timeout: int | None, *, idempotent: bool, cwd: str | None = None
+    ) -> ExecuteResponse:
+        """`execute` in `cwd` (default `root_dir`); `idempotent` for commands that only read (grep), so faults
+        are retried."""
         if not command or not command.strip():
             return _EMPTY_COMMAND
         seconds = self._settings.execute_timeout if timeout is None else timeout
@@ -311,7 +314,7 @@ class DaytonaSandboxBackend(BaseSandbox):
         tag = new_run_tag()
         try:
             response = self._call(
-                lambda: process.exec(command, cwd=self._root, env=run_env(tag), timeout=seconds),
+                lambda: process.exec(command, cwd=cwd or self._root, env=run_env(tag), timeout=seconds),
                 idempotent=idempotent,
                 missing_is_routine=False,
             )
@@ -340,7 +343,9 @@ class DaytonaSandboxBackend(BaseSandbox):
             return await self._astream_execute(command, seconds, writer)
         return await self._aexecute(command, timeout, idempotent=False)
 
-    async def _aexecute(self, command: str, timeout: int | None, *, idempotent: bool) -> ExecuteResponse:
+    async def _aexecute(
+        self, command: str, timeout: int | None, *, idempotent: bool, cwd: str | None = None
+    ) -> ExecuteResponse:
         """Async twin of `_execute`."""
         if not command or not command.strip():
             return _EMPTY_COMMAND
@@ -349,7 +354,7 @@ class DaytonaSandboxBackend(BaseSandbox):
         tag = new_run_tag()
         try:
             response = await self._acall(
-                lambda: process.exec(command, cwd=self._root, env=run_env(tag), timeout=seconds),
+                lambda: process.exec(command, cwd=cwd or self._root, env=run_env(tag), timeout=seconds),
                 idempotent=idempotent,
                 missing_is_routine=False,
             )
@@ -628,10 +633,11 @@ class DaytonaSandboxBackend(BaseSandbox):
         self, pattern: str, path: str | None = None, glob: str | None = None, *, max_count: int | None = None
     ) -> GrepResult:
         """`BaseSandbox.grep`'s command (grep or ripgrep, one request, retried: it only reads) under
-        `path` resolved against `root_dir`, so matches carry absolute paths."""
+        `path` resolved against `root_dir`, so matches carry absolute paths. It runs from `/`: its path is
+        absolute, and a missing `root_dir` is then no matches, as in BaseSandbox, not a failed chdir."""
         search_path = self._path(path)
         command = _build_grep_cmd(pattern, search_path, glob, max_count, exclude_dirs=self.grep_exclude_dirs)
-        return _parse_grep_output(self._execute(command, None, idempotent=True), search_path, max_count)
+        return _parse_grep_output(self._execute(command, None, idempotent=True, cwd="/"), search_path, max_count)
 
     async def agrep(
         self, pattern: str, path: str | None = None, glob: str | None = None, *, max_count: int | None = None
@@ -639,7 +645,7 @@ class DaytonaSandboxBackend(BaseSandbox):
         """Async twin of `grep`, bounded by deepagents' `ASYNC_GREP_TIMEOUT` as `BaseSandbox.agrep` is."""
         search_path = self._path(path)
         command = _build_grep_cmd(pattern, search_path, glob, max_count, exclude_dirs=self.grep_exclude_dirs)
-        response = await self._aexecute(command, ASYNC_GREP_TIMEOUT, idempotent=True)
+        response = await self._aexecute(command, ASYNC_GREP_TIMEOUT, idempotent=True, cwd="/")
         return _parse_grep_output(response, search_path, max_count)
 
     def glob(self, pattern: str, path: str | None = None) -> GlobResult:

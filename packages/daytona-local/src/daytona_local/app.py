@@ -13,19 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp
 
-from . import (
-    control_plane,
-    previews,
-    snapshots,
-    toolbox_files,
-    toolbox_git,
-    toolbox_interpreter,
-    toolbox_lsp,
-    toolbox_process,
-    toolbox_pty,
-    toolbox_system,
-    toolbox_upload_v2,
-)
+from . import control_plane, previews, snapshots
 from .errors import DaemonError, install_handlers
 from .middleware import RequestCounter, ServerMiddleware
 from .notifications import Notifications
@@ -34,7 +22,8 @@ from .sandboxes import HOME, SandboxService
 from .settings import ServerSettings
 from .signing import SigningKeys
 from .store import Store
-from .toolbox_ws import refuse
+from .toolbox import ROUTERS as TOOLBOX_ROUTERS
+from .toolbox.ws import refuse
 
 log = logging.getLogger("daytona_local")
 
@@ -47,14 +36,8 @@ async def in_flight(connection: HTTPConnection, sandbox_id: str) -> AsyncIterato
 
 
 toolbox = APIRouter(prefix="/toolbox/{sandbox_id}", dependencies=[Depends(in_flight)])
-toolbox.include_router(toolbox_process.router)
-toolbox.include_router(toolbox_files.router)
-toolbox.include_router(toolbox_pty.router)
-toolbox.include_router(toolbox_interpreter.router)
-toolbox.include_router(toolbox_git.router)
-toolbox.include_router(toolbox_lsp.router)
-toolbox.include_router(toolbox_upload_v2.router)
-toolbox.include_router(toolbox_system.router)
+for routes in TOOLBOX_ROUTERS:
+    toolbox.include_router(routes)
 
 
 @toolbox.get("/work-dir")

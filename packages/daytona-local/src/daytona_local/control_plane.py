@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, Strict
 from pydantic.alias_generators import to_camel
 
 from .errors import ApiError
+from .json_body import read_json
 from .sandboxes import DEFAULT_SNAPSHOT, SandboxService
 from .store import SandboxRecord, VolumeMount, VolumeRecord
-from .toolbox_body import read_json
 
 router = APIRouter(prefix="/api")
 MAX_LABELS = 64

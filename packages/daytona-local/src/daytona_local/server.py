@@ -71,7 +71,7 @@ class _DropFilter(logging.Filter):
 
 class _DenialFilter(logging.Filter):
     """uvicorn's websockets-sansio protocol logs this after every WebSocket refused with an HTTP
-    response (`toolbox_ws.refuse`: the daemon's 4xx), though the response went out whole."""
+    response (`toolbox.ws.refuse`: the daemon's 4xx), though the response went out whole."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return record.getMessage() != "ASGI callable returned without completing handshake."

@@ -15,6 +15,7 @@ import os
 import re
 import shlex
 import signal
+import time
 import uuid
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -27,14 +28,14 @@ from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
-from .client_gone import unless_client_gone
-from .errors import DaemonError
-from .files import SandboxFiles
-from .output import MAX_OUTPUT, READ_CHUNK, Output, coalesced, json_stream
-from .runtime import Command, Container, ContainerGone, SpawnError, run_script_into
-from .sandboxes import HOME, SandboxService
-from .store import SandboxRecord
-from .toolbox_body import read_json
+from ..client_gone import unless_client_gone
+from ..errors import DaemonError
+from ..files import SandboxFiles
+from ..json_body import read_json
+from ..output import MAX_OUTPUT, READ_CHUNK, Output, coalesced, json_stream
+from ..runtime import Command, Container, ContainerGone, SpawnError, run_script_into
+from ..sandboxes import HOME, SandboxService
+from ..store import SandboxRecord
 
 router = APIRouter()
 
@@ -196,6 +197,10 @@ class SessionCommand:
     stdin: BinaryIO | None = None
     """An async command's stdin FIFO, held open by the server until the command ends (`/input`)."""
     echo_input: bool = True
+    exit_seen_at: float | None = None
+    """When its `exit_code` file appeared (monotonic seconds): the code is reported only once the log's
+    readers have drained, as the daemon's log is whole when its exit code shows, or `DRAIN_SECONDS`
+    later when a background process holds them open."""
 
     def close_stdin(self) -> None:
         if self.stdin is not None:
@@ -257,6 +262,10 @@ def _exit_code(files: SandboxFiles, session: Session, command: SessionCommand) -
     if command.exit_code is None:
         text = _read_text(files, f"{session.directory}/{command.id}/exit_code")
         if text and text.endswith("\n") and text.strip().lstrip("-").isdigit():
+            now = time.monotonic()
+            command.exit_seen_at = command.exit_seen_at or now
+            if now - command.exit_seen_at < DRAIN_SECONDS and _draining(files, session, command):
+                return None
             command.exit_code = int(text.strip())
         elif session.shell.exited.done():
             # `exit` inside a command ends the session shell itself; its status is the command's.
@@ -453,14 +462,8 @@ async def session_exec(request: Request, sandbox_id: str, session_id: str) -> Re
 
 
 async def _finished(files: SandboxFiles, session: Session, command: SessionCommand) -> None:
-    """Wait for a sync command's exit code. Daytona reads the log as soon as the exit code appears
-    and may miss the last lines; this waits, briefly, for the readers too (a background process
-    can hold them open)."""
+    """Wait for a sync command's exit code (which shows once its log is whole, see `SessionCommand`)."""
     while await run_in_threadpool(_exit_code, files, session, command) is None:
-        await asyncio.sleep(POLL_SECONDS)
-    loop = asyncio.get_running_loop()
-    drained_by = loop.time() + DRAIN_SECONDS
-    while loop.time() < drained_by and await run_in_threadpool(_draining, files, session, command):
         await asyncio.sleep(POLL_SECONDS)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fastapi import WebSocket
 from fastapi.responses import JSONResponse
 
-from .errors import DaemonError, daemon_body
+from ..errors import DaemonError, daemon_body
 
 
 async def refuse(websocket: WebSocket, error: DaemonError) -> None:

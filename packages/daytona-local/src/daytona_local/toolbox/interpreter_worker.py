@@ -1,6 +1,6 @@
 """The persistent Python process behind one code-interpreter context (runs inside the sandbox).
 
-Started by `toolbox_interpreter`, which sends this source down the socket first: fd 0 is a socket
+Started by `toolbox.interpreter`, which sends this source down the socket first: fd 0 is a socket
 to the server, fds 1 and 2 pipes the server streams as the run's stdout and stderr (so output of
 subprocesses the code starts is captured too, not only `print`). Requests arrive on the socket
 as JSON lines `{"code": ..., "envs": {...}}`; each run's globals persist in one namespace. After a

@@ -18,11 +18,11 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from .errors import DaemonError, daemon_body
-from .files import SandboxFiles, StagedUpload
-from .output import coalesced
-from .sandboxes import SandboxService
-from .toolbox_body import read_json
+from ..errors import DaemonError, daemon_body
+from ..files import SandboxFiles, StagedUpload
+from ..json_body import read_json
+from ..output import coalesced
+from ..sandboxes import SandboxService
 
 router = APIRouter()
 BOUNDARY = "DAYTONA-FILE-BOUNDARY"

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from .errors import DaemonError
-from .runtime import Container, ContainerGone, SpawnError, read_all
-from .sandboxes import HOME
-from .store import SandboxRecord
-from .toolbox_body import read_json
-from .toolbox_process import base_env, running
+from ..errors import DaemonError
+from ..json_body import read_json
+from ..runtime import Container, ContainerGone, SpawnError, read_all
+from ..sandboxes import HOME
+from ..store import SandboxRecord
+from .process import base_env, running
 
 router = APIRouter()
 

@@ -27,13 +27,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from .errors import DaemonError
-from .files import SandboxFiles
-from .lsp_packages import PYTHON_LSP_ROOT
-from .runtime import Command, Container, ContainerGone, SpawnError, sandbox_python
-from .store import SandboxRecord
-from .toolbox_body import read_json
-from .toolbox_process import base_env, running
+from ..errors import DaemonError
+from ..files import SandboxFiles
+from ..json_body import read_json
+from ..lsp_packages import PYTHON_LSP_ROOT
+from ..runtime import Command, Container, ContainerGone, SpawnError, sandbox_python
+from ..store import SandboxRecord
+from .process import base_env, running
 
 router = APIRouter()
 

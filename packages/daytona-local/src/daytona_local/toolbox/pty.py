@@ -34,13 +34,13 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from .errors import DaemonError
-from .runtime import Command, Container, ContainerGone, SpawnError, sandbox_python
-from .sandboxes import HOME
-from .store import SandboxRecord
-from .toolbox_body import read_json
-from .toolbox_process import SHELL, request_env, running
-from .toolbox_ws import refuse
+from ..errors import DaemonError
+from ..json_body import read_json
+from ..runtime import Command, Container, ContainerGone, SpawnError, sandbox_python
+from ..sandboxes import HOME
+from ..store import SandboxRecord
+from .process import SHELL, request_env, running
+from .ws import refuse
 
 router = APIRouter()
 

@@ -8,12 +8,12 @@ import posixpath
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from . import toolbox_files
+from . import files
 
 router = APIRouter()
 
 
 @router.post("/files/upload-v2")
 async def upload_v2(request: Request, sandbox_id: str, path: str = "") -> JSONResponse:
-    await toolbox_files.upload_one(request, sandbox_id, path)
+    await files.upload_one(request, sandbox_id, path)
     return JSONResponse({"name": posixpath.basename(path), "path": path, "type": "file"})

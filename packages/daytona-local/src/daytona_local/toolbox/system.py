@@ -16,8 +16,8 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from .containment.cgroups import SandboxCgroup, Usage
-from .store import iso, utcnow
+from ..containment.cgroups import SandboxCgroup, Usage
+from ..store import iso, utcnow
 
 router = APIRouter()
 CPU_WINDOW_SECONDS = 0.1
