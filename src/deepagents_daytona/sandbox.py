@@ -412,7 +412,8 @@ class DaytonaSandboxBackend(BaseSandbox):
 
     async def _session_exit_code(self, process: AsyncProcess, session: str, command_id: str) -> int | None:
         """The exit code of a session command whose log has ended; it is recorded as the command
-        ends, so a look just after may still find none: look again, briefly."""
+        ends, so a look just after may still find none (on daytona_local up to a second later, when
+        a background process holds the log's readers): look again for a few seconds."""
         for _ in range(_EXIT_CODE_LOOKS):
             done = await self._acall(
                 lambda: process.get_session_command(session, command_id, request_timeout=self._settings.request_timeout)
@@ -1037,7 +1038,7 @@ def _is_empty_file(exc: DaytonaError) -> bool:
 
 
 _TIMED_OUT = 124
-_EXIT_CODE_LOOKS = 50
+_EXIT_CODE_LOOKS = 150
 
 
 def _execute_failure(exc: DaytonaError, seconds: int) -> ExecuteResponse:
