@@ -55,7 +55,7 @@ demo: setup
 	$(UV) run --frozen deepagents-daytona demo
 
 bench: setup
-	for script in local_server tool_latency concurrency webdav_stream noisy_neighbour output_memory install_footprint; do \
+	for script in local_server tool_latency concurrency webdav_stream noisy_neighbour output_memory install_footprint first_tool_call stream_latency; do \
 	  $(UV) run --frozen python benchmarks/$$script.py || exit 1; done
 
 clean:
