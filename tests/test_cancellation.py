@@ -92,6 +92,16 @@ async def assert_gone(run: Run, name: str) -> None:
     assert marker.exit_code == 1, "a stopped command still finished its work"
 
 
+async def cancel_and_check(run: asyncio.Future[object], backend: DaytonaSandboxBackend, name: str) -> None:
+    """Cancel `run`, then check its process tree `name` is gone and the backend still answers."""
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await assert_gone(backend.aexecute, name)
+    after = await backend.aexecute("echo still here")
+    assert (after.output, after.exit_code) == ("still here\n", 0)
+
+
 async def test_the_stop_script_kills_a_tagged_tree_that_no_disconnect_would(
     async_sandbox: AsyncSandbox, backend: DaytonaSandboxBackend
 ) -> None:
@@ -120,13 +130,7 @@ async def test_a_cancelled_aexecute_leaves_no_process_and_the_next_call_works(
     run = asyncio.ensure_future(backend.aexecute(process_tree(name)))
     await wait_started(backend, name)
 
-    run.cancel()
-
-    with pytest.raises(asyncio.CancelledError):
-        await run
-    await assert_gone(backend.aexecute, name)
-    after = await backend.aexecute("echo still here")
-    assert (after.output, after.exit_code) == ("still here\n", 0)
+    await cancel_and_check(run, backend, name)
 
 
 async def test_a_timeout_leaves_no_process_even_outside_the_process_group(backend: DaytonaSandboxBackend) -> None:
@@ -189,13 +193,7 @@ async def test_a_cancelled_streamed_execute_leaves_no_process_and_the_next_call_
     backend = await manager.aget_thread_backend(thread_id)
     await wait_started(backend, name)
 
-    run.cancel()
-
-    with pytest.raises(asyncio.CancelledError):
-        await run
-    await assert_gone(backend.aexecute, name)
-    after = await backend.aexecute("echo still here")
-    assert (after.output, after.exit_code) == ("still here\n", 0)
+    await cancel_and_check(run, backend, name)
 
 
 async def test_a_streamed_execute_times_out_as_the_one_request_path_does(manager: SandboxManager) -> None:
