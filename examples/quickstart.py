@@ -5,7 +5,7 @@
 Runs on the Daytona configured by DAYTONA_API_URL / DAYTONA_API_KEY, or on an embedded
 daytona_local when none is configured. The steps (two threads and their isolation, the shared
 volume seen through WebDAV, clean-up when a thread is deleted) are in
-`deepagents_daytona/quickstart.py`, which `deepagents-daytona demo` runs too.
+`deepagents_daytona/demo/quickstart.py`, which `deepagents-daytona demo` runs too.
 """
 
 import argparse
