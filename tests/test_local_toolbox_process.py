@@ -87,6 +87,29 @@ def test_exec_in_a_missing_cwd_reports_minus_one(sandbox: Sandbox) -> None:
     assert "does-not-exist" in reply.result
 
 
+def test_exec_runs_commands_with_default_signal_dispositions(sandbox: Sandbox) -> None:
+    """A pipe's writer dies of SIGPIPE once its reader is gone, as under Daytona's daemon: the
+    SIGPIPE the Python init ignores must not reach commands."""
+    reply = sandbox.process.exec("yes | head -1; echo ${PIPESTATUS[0]}; grep SigIgn /proc/self/status")
+    lines = reply.result.splitlines()
+    assert lines[:2] == ["y", "141"], reply.result
+    assert int(lines[2].split()[1], 16) & (1 << (13 - 1)) == 0  # SIGPIPE is 13
+
+
+def test_exec_works_after_a_command_kills_every_process_it_may(daytona: Daytona) -> None:
+    """`kill -9 -1` reaches every process of the sandbox user, the spawner the init keeps ready
+    for the next command included: that command starts all the same, and so do later ones."""
+    box = daytona.create()
+    try:
+        box.process.exec("sleep 300 >/dev/null 2>&1 &")
+        box.process.exec("kill -9 -1")
+        for attempt in range(3):
+            reply = box.process.exec(f"echo run {attempt}; pgrep -x sleep || echo no-sleep")
+            assert (reply.exit_code, reply.result.split()) == (0, ["run", str(attempt), "no-sleep"])
+    finally:
+        daytona.delete(box)
+
+
 def test_exec_env_adds_to_the_sandbox_env(sandbox: Sandbox) -> None:
     reply = sandbox.process.exec("echo $ONE-$SANDBOX_WIDE", env={"ONE": "1"})
     assert reply.result.strip() == "1-from-create"
@@ -100,6 +123,24 @@ def test_exec_past_its_timeout_raises_a_timeout_error_and_kills_the_command(sand
     assert sandbox.process.exec(f"pgrep -f 'sleep 30' || echo none; test -e {marker} || echo absent").result.split()[
         -2:
     ] == ["none", "absent"]
+
+
+def test_commands_after_a_killed_one_can_fork_and_do_not_kill_older_background_work(daytona: Daytona) -> None:
+    """A killed command's processes go and nothing else: the next commands start processes as
+    before, and a background process an earlier command left running survives the kill."""
+    box = daytona.create()
+    try:
+        box.process.exec("sleep 300 >/dev/null 2>&1 &")
+        for _ in range(3):
+            with pytest.raises(DaytonaTimeoutError):
+                box.process.exec("sleep 30", timeout=1)
+            for attempt in range(3):
+                reply = box.process.exec(f"/bin/echo forked {attempt}; /bin/echo again")
+                assert reply.result.split() == ["forked", str(attempt), "again"]
+        assert box.process.exec("pgrep -fc 'sleep 300'").result.strip() == "1"
+        assert box.process.exec("pgrep -fc 'sleep 30$' || true").result.strip() == "0"
+    finally:
+        daytona.delete(box)
 
 
 def test_exec_reads_the_script_from_stdin_so_long_commands_work(sandbox: Sandbox) -> None:

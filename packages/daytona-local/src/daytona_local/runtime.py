@@ -116,7 +116,7 @@ class Container:
         self._rlimits = dict(rlimits or {})
         self._seccomp = seccomp
         self._command_cgroups: dict[int, Path] = {}
-        self._lingering: set[Path] = set()  # command cgroups whose background processes still run
+        self._staged: int | None = None  # the command id whose cgroup a spawner waits in
         self._kills: set[asyncio.Task[None]] = set()
         self._hostname = hostname
         self._isolation = isolation
@@ -194,6 +194,7 @@ class Container:
         answers (or fails with the reason). `spawn` launches on first use, so creating or starting
         a sandbox costs no process until a command runs, and many sandboxes come up in parallel."""
         self._loop = asyncio.get_running_loop()
+        self._staged = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         init_fd = os.memfd_create("sandbox_init")
         os.write(init_fd, INIT_SOURCE)
@@ -284,6 +285,7 @@ class Container:
         if kind == b"ready":
             if self._ready and not self._ready.done():
                 self._ready.set_result(None)
+            self._stage()
             return
         command_id = int(fields[0])
         if kind == b"pid":
@@ -298,13 +300,29 @@ class Container:
             self._resolve(self._exits.pop(command_id, None), int(fields[1]))
             self._release_cgroup(command_id)
 
-    def _release_cgroup(self, command_id: int) -> None:
-        """Remove an ended command's cgroup, or keep it while what it left running runs."""
-        path = self._command_cgroups.pop(command_id, None)
-        if path is None:
+    def _stage(self) -> None:
+        """Have the init stage the next command's cgroup: a spawner joins it now, so that command
+        does not wait for the kernel's cgroup migration (see `sandbox_init`)."""
+        if self.cgroup is None or self._sock is None or self._staged is not None:
             return
-        self._lingering.add(path)
-        self._lingering = {p for p in self._lingering if not SandboxCgroup.remove_command(p)}
+        command_id = next(self._ids)
+        try:
+            self._command_cgroups[command_id] = cgroup = self.cgroup.command(command_id)
+            fd = os.open(cgroup / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+                self._sock.sendmsg([f"stage\0{command_id}".encode()], rights)
+            finally:
+                os.close(fd)
+        except OSError:  # no staging: that command migrates on its way (slower, never wrong)
+            self._release_cgroup(command_id)
+            return
+        self._staged = command_id
+
+    def _release_cgroup(self, command_id: int) -> None:
+        path = self._command_cgroups.pop(command_id, None)
+        if path is not None and self.cgroup is not None:
+            self.cgroup.release(path)
 
     @staticmethod
     def _resolve(future: asyncio.Future[int] | None, value: int) -> None:
@@ -335,13 +353,13 @@ class Container:
             await asyncio.shield(self.booted)
         if not self.running or self._loop is None or self._sock is None:
             raise ContainerGone("sandbox is not running")
-        command_id = next(self._ids)
-        fields = [b"spawn", str(command_id), cwd, str(len(argv)), *argv, *(f"{k}={v}" for k, v in env.items())]
-        if any("\0" in field for field in fields[1:]):
+        request = [cwd, str(len(argv)), *argv, *(f"{k}={v}" for k, v in env.items())]
+        if any("\0" in field for field in request):
             raise SpawnError("arguments, environment and working directory cannot contain NUL bytes")
-        message = b"\0".join(f if isinstance(f, bytes) else f.encode() for f in fields)
+        command_id, self._staged = self._staged or next(self._ids), None
+        message = b"\0".join(field.encode() for field in ["spawn", str(command_id), *request])
         fds = array.array("i", [stdin, stdout, stderr])
-        cgroup = self.cgroup.command(command_id) if self.cgroup is not None else None
+        cgroup = self._command_cgroups.get(command_id) or (self.cgroup.command(command_id) if self.cgroup else None)
         started: asyncio.Future[int] = self._loop.create_future()
         exited: asyncio.Future[int] = self._loop.create_future()
         self._pending[command_id] = started
@@ -354,6 +372,7 @@ class Container:
         finally:
             if cgroup is not None:
                 os.close(fds[3])
+        self._stage()
         pid = await started
         return Command(command_id, pid, exited, cgroup)
 
@@ -392,10 +411,8 @@ class Container:
         self._proc = None
         if self.cgroup is not None:
             await self.cgroup.kill()
-            for path in [*self._command_cgroups.values(), *self._lingering]:
-                SandboxCgroup.remove_command(path)
+            self.cgroup.remove_commands(self._command_cgroups.values())
             self._command_cgroups.clear()
-            self._lingering.clear()
 
 
 async def read_into(fd: int, output: Output) -> None:

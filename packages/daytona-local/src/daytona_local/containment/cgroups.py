@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import secrets
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -223,13 +223,19 @@ class CgroupTree:
 
 
 class SandboxCgroup:
-    """One sandbox's cgroup (in each hierarchy) and its commands' cgroups below it."""
+    """One sandbox's cgroup (in each hierarchy) and its commands' cgroups below it.
+
+    A command's cgroup is reused by a later command once it is empty, not removed: removing a
+    cgroup waits for the cgroup lock, which a migration holds through an RCU grace period (see
+    `sandbox_init`), and nothing on a command's way may wait for that."""
 
     def __init__(self, version: int, dirs: dict[str, Path], tracker: Path, pids: int) -> None:
         self.version = version
         self.dirs = dirs
         self.tracker = tracker
         self._pids = pids
+        self._free: list[Path] = []  # empty command cgroups, ready for the next command
+        self._lingering: set[Path] = set()  # those of ended commands whose background processes still run
 
     def open_join(self) -> list[int]:
         """Descriptors of every hierarchy's `cgroup.procs`, for the init to join at boot."""
@@ -240,9 +246,30 @@ class SandboxCgroup:
         return os.open(self.tracker / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
 
     def command(self, command_id: int) -> Path:
+        """An empty cgroup for a command: a free one, else a new one."""
+        if self._free:
+            return self._free.pop()
         path = self.tracker / f"c{command_id}"
         path.mkdir(exist_ok=True)
         return path
+
+    def release(self, path: Path) -> None:
+        """An ended command's cgroup: free again once what it left running has ended."""
+        self._lingering.add(path)
+        for lingering in list(self._lingering):
+            if not lingering.is_dir():
+                self._lingering.discard(lingering)
+            elif not _members(lingering):
+                self._lingering.discard(lingering)
+                self._free.append(lingering)
+
+    def remove_commands(self, active: Iterable[Path]) -> None:
+        """Remove every command cgroup, `active` ones included (after `kill`)."""
+        for path in {*active, *self._free, *self._lingering}:
+            with contextlib.suppress(FileNotFoundError):
+                path.rmdir()
+        self._free.clear()
+        self._lingering.clear()
 
     async def kill(self, path: Path | None = None) -> None:
         """SIGKILL every process in `path` (a command's cgroup; the whole sandbox by default) and
@@ -267,8 +294,7 @@ class SandboxCgroup:
                 for pid in members:
                     self._kill_member(pid, path)
                 await asyncio.sleep(0.002)
-            if path == self.tracker:
-                _write(path / "pids.max", str(self._pids))
+            _write(path / "pids.max", str(self._pids) if path == self.tracker else "max")  # reused after
         if _members(path):
             log.warning("processes of %s outlived %d kill passes", path.name, KILL_PASSES)
 
@@ -290,19 +316,6 @@ class SandboxCgroup:
             pass
         finally:
             os.close(pidfd)
-
-    @staticmethod
-    def remove_command(path: Path) -> bool:
-        """Remove a command's cgroup; False while processes it started still run."""
-        try:
-            path.rmdir()
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            if exc.errno == errno.EBUSY:
-                return False
-            raise
-        return True
 
     def usage(self) -> Usage:
         """What the sandbox's processes use now: memory charged to its cgroup, and CPU time (the
