@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import FrameType
@@ -17,6 +18,7 @@ import pytest
 from daytona import AsyncDaytona, AsyncSandbox, Daytona, Sandbox, SessionExecuteRequest
 from deepagents.backends.protocol import ExecuteResponse
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.pregel._tools import _tool_call_writer
 
 from deepagents_daytona import ScriptedChatModel, create_sandbox_agent, tool_call
 from deepagents_daytona.cancellation import RUN_TAG_VARIABLE, new_run_tag, stop_script
@@ -170,6 +172,38 @@ def test_an_interrupted_execute_leaves_no_process_and_the_next_call_works(
     asyncio.run(assert_gone(lambda command: asyncio.to_thread(backend.execute, command), name))
     after = backend.execute("echo still here")
     assert (after.output, after.exit_code) == ("still here\n", 0)
+
+
+def test_an_interrupted_streamed_execute_leaves_no_process_and_the_next_call_works(
+    backend: DaytonaSandboxBackend, alarm: None
+) -> None:
+    """The sync streamed path (a writer is set): an interrupt stops the command, then the log's
+    follower ends with it."""
+    name = f"j{uuid.uuid4().hex[:10]}"
+    deltas: list[str] = []
+    token = _tool_call_writer.set(deltas.append)
+    signal.setitimer(signal.ITIMER_REAL, 1.0)
+    try:
+        with pytest.raises(Interrupted):
+            backend.execute(f"echo begun\n{process_tree(name)}")
+    finally:
+        _tool_call_writer.reset(token)
+
+    assert deltas and deltas[0].startswith("begun")
+    asyncio.run(assert_gone(lambda command: asyncio.to_thread(backend.execute, command), name))
+    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith("follow-")]
+
+
+def test_a_streamed_sync_execute_times_out_as_the_one_request_path_does(backend: DaytonaSandboxBackend) -> None:
+    name = f"v{uuid.uuid4().hex[:10]}"
+    token = _tool_call_writer.set(lambda delta: None)
+    try:
+        result = backend.execute(process_tree(name), timeout=1)
+    finally:
+        _tool_call_writer.reset(token)
+
+    assert (result.exit_code, result.output) == (124, backend.execute("sleep 5", timeout=1).output)
+    asyncio.run(assert_gone(lambda command: asyncio.to_thread(backend.execute, command), name))
 
 
 async def test_a_cancelled_streamed_execute_leaves_no_process_and_the_next_call_works(manager: SandboxManager) -> None:

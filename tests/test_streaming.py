@@ -1,4 +1,4 @@
-"""`aexecute` streams its output as `tool-output-delta` events when the run streams `tools`.
+"""`execute` and `aexecute` stream their output as `tool-output-delta` events when the run streams `tools`.
 
 Through a real deep agent (a scripted model calls `execute`) on daytona_local: deltas arrive
 while the command runs (the first holds only the first line, which the command prints long
@@ -11,10 +11,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from daytona import Daytona
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.pregel._tools import _tool_call_writer
 
 from daytona_local.testing import LocalServer
 from deepagents_daytona import ScriptedChatModel, create_sandbox_agent, tool_call
@@ -50,6 +52,41 @@ async def test_output_streams_while_the_command_runs_and_adds_up_to_the_result(m
     assert "line1" in deltas[0] and "line4" not in deltas[0], "the first delta came only once the command ended"
     assert "".join(deltas) == "line1\nline2\nline3\nline4\nerr\n"
     assert output.startswith("".join(deltas)) and "exit code 3" in output
+
+
+def test_sync_execute_streams_too_and_adds_up_to_the_result(manager: SandboxManager) -> None:
+    """A sync run (`stream`, the sync tool, the sync SDK) streams as the async one does."""
+    config = {"configurable": {"thread_id": f"y-{uuid.uuid4().hex[:8]}"}}
+    events = list(
+        agent_running(manager, SLOW_LINES).stream(
+            {"messages": [{"role": "user", "content": "go"}]}, config, stream_mode="tools"
+        )
+    )
+
+    deltas = [event["delta"] for event in events if event["event"] == "tool-output-delta"]
+    finished = next(event for event in events if event["event"] == "tool-finished")
+    assert len(deltas) >= 2 and "line4" not in deltas[0], deltas
+    assert "".join(deltas) == "line1\nline2\nline3\nline4\nerr\n"
+    assert str(finished["output"].content).startswith("".join(deltas))
+    assert "exit code 3" in str(finished["output"].content)
+
+
+def test_a_streamed_output_is_cut_and_flagged_where_the_one_request_path_cuts_it(manager: SandboxManager) -> None:
+    """Beyond `MAX_STREAMED_OUTPUT` characters the rest is dropped, not held, and the result says
+    so (`truncated`), as daytona_local's one-request reply does; the deltas still add up."""
+    backend = manager.get_thread_backend(f"z-{uuid.uuid4().hex[:8]}")
+    deltas: list[str] = []
+    token = _tool_call_writer.set(deltas.append)
+    try:
+        with patch("deepagents_daytona.output_stream.MAX_STREAMED_OUTPUT", 10):
+            streamed = backend.execute("echo 0123456789abcdef")
+    finally:
+        _tool_call_writer.reset(token)
+    plain = backend.execute("echo 0123456789abcdef")
+
+    assert (streamed.output, streamed.truncated, streamed.exit_code) == ("0123456789", True, 0)
+    assert "".join(deltas) == streamed.output
+    assert (plain.output, plain.truncated) == ("0123456789abcdef\n", False)
 
 
 async def test_the_streamed_result_equals_the_one_request_result(manager: SandboxManager) -> None:

@@ -6,9 +6,11 @@ such a run, `StreamToolCallHandler` keeps a writer for that call in a ContextVar
 so it reads that ContextVar itself, in `tool_output_writer`, the one place that touches
 LangGraph's private module (tests/test_streaming.py fails if LangGraph moves it).
 
-When a writer is set, `aexecute` runs the command as a session command, run async, and follows
-its log: a session from the backend's pool (created once), the command, its log over a
-WebSocket, and its exit code: 3 requests. Otherwise `execute` stays one request.
+When a writer is set, `execute` and `aexecute` run the command as a session command, run async,
+and follow its log: a session from the backend's pool (created once), the command, its log over a
+WebSocket, and its exit code: 3 requests. Otherwise they stay one request. The result is the
+one-request result: the whole output up to `MAX_STREAMED_OUTPUT` (daytona_local's cap for one
+`process/execute` reply), flagged `truncated` beyond it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,35 @@ ToolOutputWriter = Callable[[Any], None]
 
 SESSION_PREFIX = "deepagents-daytona-stream-"
 """Sessions this package makes for streamed commands."""
+
+
+MAX_STREAMED_OUTPUT = 64 << 20
+"""Characters of a streamed command's output kept (and streamed); the rest is dropped and flagged."""
+
+
+class StreamedOutput:
+    """The output of a streamed command: each chunk goes to the writer and is kept, up to
+    `MAX_STREAMED_OUTPUT` characters; the deltas add up to the final output."""
+
+    def __init__(self, writer: ToolOutputWriter) -> None:
+        self._writer = writer
+        self._room = MAX_STREAMED_OUTPUT
+        self._chunks: list[str] = []
+        self.truncated = False
+
+    def __call__(self, chunk: str) -> None:
+        if not chunk or self.truncated:
+            return
+        if len(chunk) > self._room:
+            chunk, self.truncated = chunk[: self._room], True
+        self._room -= len(chunk)
+        if chunk:
+            self._chunks.append(chunk)
+            self._writer(chunk)
+
+    @property
+    def output(self) -> str:
+        return "".join(self._chunks)
 
 
 def tool_output_writer() -> ToolOutputWriter | None:

@@ -22,6 +22,7 @@ import errno
 import logging
 import shlex
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
 from typing import IO, TYPE_CHECKING, TypeVar
@@ -81,11 +82,18 @@ from deepagents_daytona.file_results import (
     upload_error,
 )
 from deepagents_daytona.in_place_edit import edited_occurrences, in_place_command
-from deepagents_daytona.output_stream import SESSION_PREFIX, ToolOutputWriter, session_command, tool_output_writer
+from deepagents_daytona.output_stream import (
+    SESSION_PREFIX,
+    StreamedOutput,
+    ToolOutputWriter,
+    session_command,
+    tool_output_writer,
+)
 from deepagents_daytona.retry import RetryPolicy, acall_with_retry, call_with_retry
 
 if TYPE_CHECKING:
     from daytona._async.process import AsyncProcess
+    from daytona._sync.process import Process
 
 logger = logging.getLogger(__name__)
 
@@ -300,7 +308,13 @@ class DaytonaSandboxBackend(BaseSandbox):
                 `settings.execute_timeout`, 0 means no limit. An expired timeout gives
                 exit code 124.
         """
+        writer = tool_output_writer()
+        if writer is not None and command.strip():
+            return self._stream_execute(command, self._seconds(timeout), writer)
         return self._execute(command, timeout, idempotent=False)
+
+    def _seconds(self, timeout: int | None) -> int:
+        return self._settings.execute_timeout if timeout is None else timeout
 
     def _execute(
         self, command: str, timeout: int | None, *, idempotent: bool, cwd: str | None = None
@@ -335,12 +349,83 @@ class DaytonaSandboxBackend(BaseSandbox):
         except (DaytonaError, SandboxError) as exc:
             logger.warning("Could not stop a command in sandbox %s: %s", self.id, exc)
 
+    def _stream_execute(self, command: str, seconds: int, writer: ToolOutputWriter) -> ExecuteResponse:
+        """`execute` with its output handed to `writer` as it is produced (see `output_stream`):
+        the same result as the one-request path, timeouts and interrupts alike. The SDK follows a
+        log only with asyncio, so a thread of its own runs that loop while this one keeps the
+        deadline: a timeout or an interrupt stops the command first, which ends the log."""
+        process = self._sync.process
+        tag = new_run_tag()
+        collected = StreamedOutput(writer)
+        deadline = time.monotonic() + seconds if seconds else None
+        follower: threading.Thread | None = None
+        try:
+            session, new = self._take_session()
+            if new:
+                self._call(lambda: process.create_session(session, request_timeout=self._settings.request_timeout))
+            started = self._call(
+                lambda: process.execute_session_command(
+                    session,
+                    SessionExecuteRequest(command=session_command(command, self._root, tag), run_async=True),
+                    timeout=seconds or None,
+                ),
+                idempotent=False,
+                missing_is_routine=False,
+            )
+            failures: list[BaseException] = []
+
+            def follow() -> None:
+                try:
+                    asyncio.run(process.get_session_command_logs_async(session, started.cmd_id, collected, collected))
+                except BaseException as exc:  # handed to the caller's thread
+                    failures.append(exc)
+
+            follower = threading.Thread(target=follow, name=f"follow-{self.id}", daemon=True)
+            follower.start()
+            follower.join(None if deadline is None else max(deadline - time.monotonic(), 0))
+            if follower.is_alive():
+                self._stop_followed(tag, follower)
+                return _execute_failure(DaytonaTimeoutError("streamed command timed out"), seconds)
+            if failures:
+                raise failures[0]
+            exit_code = self._session_exit_code(process, session, started.cmd_id)
+        except DaytonaError as exc:
+            return _execute_failure(exc, seconds)
+        except BaseException:  # an interrupt
+            self._stop_followed(tag, follower)
+            raise
+        self._idle_stream_sessions.append(session)
+        return ExecuteResponse(output=collected.output, exit_code=exit_code, truncated=collected.truncated)
+
+    def _stop_followed(self, tag: str, follower: threading.Thread | None) -> None:
+        """Stop the command, then wait for its log to end, so no delta comes after the call."""
+        self._stop(tag)
+        if follower is not None:
+            follower.join(STOP_TIMEOUT)
+
+    def _take_session(self) -> tuple[str, bool]:
+        """A session for a streamed command (one runs at a time in a session): an idle one of
+        this backend's, or the name of a new one, with True for "create it"."""
+        with contextlib.suppress(IndexError):
+            return self._idle_stream_sessions.pop(), False
+        return f"{SESSION_PREFIX}{uuid.uuid4().hex}", True
+
+    def _session_exit_code(self, process: Process, session: str, command_id: str) -> int | None:
+        """Sync twin of `_asession_exit_code`."""
+        for _ in range(_EXIT_CODE_LOOKS):
+            done = self._call(
+                lambda: process.get_session_command(session, command_id, request_timeout=self._settings.request_timeout)
+            )
+            if done.exit_code is not None:
+                return done.exit_code
+            time.sleep(0.02)
+        return None
+
     async def aexecute(self, command: str, *, timeout: int | None = None) -> ExecuteResponse:
         """Async twin of `execute`."""
         writer = tool_output_writer()
         if writer is not None and command.strip():
-            seconds = self._settings.execute_timeout if timeout is None else timeout
-            return await self._astream_execute(command, seconds, writer)
+            return await self._astream_execute(command, self._seconds(timeout), writer)
         return await self._aexecute(command, timeout, idempotent=False)
 
     async def _aexecute(
@@ -373,24 +458,21 @@ class DaytonaSandboxBackend(BaseSandbox):
         the same output and exit code as the one-request path, timeouts and cancellation alike."""
         process = (await self._async()).process
         tag = new_run_tag()
-        chunks: list[str] = []
-
-        def on_output(chunk: str) -> None:
-            if chunk:
-                chunks.append(chunk)
-                writer(chunk)
-
-        session = None
+        collected = StreamedOutput(writer)
         try:
             async with asyncio.timeout(seconds or None):
-                session = await self._stream_session(process)
+                session, new = self._take_session()
+                if new:
+                    await self._acall(
+                        lambda: process.create_session(session, request_timeout=self._settings.request_timeout)
+                    )
                 started = await process.execute_session_command(
                     session,
                     SessionExecuteRequest(command=session_command(command, self._root, tag), run_async=True),
                     timeout=seconds or None,
                 )
-                await process.get_session_command_logs_async(session, started.cmd_id, on_output, on_output)
-                exit_code = await self._session_exit_code(process, session, started.cmd_id)
+                await process.get_session_command_logs_async(session, started.cmd_id, collected, collected)
+                exit_code = await self._asession_exit_code(process, session, started.cmd_id)
         except TimeoutError:
             await self._astop(tag)
             return _execute_failure(DaytonaTimeoutError("streamed command timed out"), seconds)
@@ -400,17 +482,9 @@ class DaytonaSandboxBackend(BaseSandbox):
         except DaytonaError as exc:
             return _execute_failure(exc, seconds)
         self._idle_stream_sessions.append(session)
-        return ExecuteResponse(output="".join(chunks), exit_code=exit_code, truncated=False)
+        return ExecuteResponse(output=collected.output, exit_code=exit_code, truncated=collected.truncated)
 
-    async def _stream_session(self, process: AsyncProcess) -> str:
-        """An idle session of this backend's, or a new one (a session runs one command at a time)."""
-        with contextlib.suppress(IndexError):
-            return self._idle_stream_sessions.pop()
-        session = f"{SESSION_PREFIX}{uuid.uuid4().hex}"
-        await self._acall(lambda: process.create_session(session, request_timeout=self._settings.request_timeout))
-        return session
-
-    async def _session_exit_code(self, process: AsyncProcess, session: str, command_id: str) -> int | None:
+    async def _asession_exit_code(self, process: AsyncProcess, session: str, command_id: str) -> int | None:
         """The exit code of a session command whose log has ended; it is recorded as the command
         ends, so a look just after may still find none (on daytona_local up to a second later, when
         a background process holds the log's readers): look again for a few seconds."""
