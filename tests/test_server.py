@@ -37,6 +37,7 @@ from deepagents_daytona.agent import create_sandbox_agent
 from deepagents_daytona.demo.models import offline_model
 from deepagents_daytona.lifecycle import ThreadCleanupCheckpointer
 from deepagents_daytona.manager import ROLE_THREAD, SandboxManager
+from test_cancellation import alive, process_tree
 
 TOKEN = "srv_" + "7" * 40
 MAX_BODY = 64 * 1024
@@ -283,6 +284,37 @@ def test_an_interrupt_on_execute_waits_and_resumes_with_command(approvals: Serve
     assert client.threads.get(thread_id)["status"] == "idle"
     client.threads.delete(thread_id)
     assert thread_id not in approvals.thread_sandboxes()
+
+
+def test_runs_cancel_stops_the_runs_command_in_the_sandbox(approvals: Served) -> None:
+    """`runs.cancel` on a run whose `execute` is running (the approval edited into a long process
+    tree): once the cancel has returned, none of the tree's processes is left, even the one outside
+    the process group, and the thread's sandbox takes the next command."""
+    client = approvals.client()
+    thread_id = client.threads.create()["thread_id"]
+    client.runs.wait(thread_id, "agent", input=say("cancel me"))
+    name = f"r{uuid.uuid4().hex[:10]}"
+    edit = {"type": "edit", "edited_action": {"name": "execute", "args": {"command": process_tree(name)}}}
+    run = client.runs.create(thread_id, "agent", command={"resume": {"decisions": [edit]}})
+    backend = approvals.manager.get_thread_backend(thread_id)
+    for _ in range(300):
+        if backend.execute(f"test -e /tmp/{name}.started").exit_code == 0:
+            break
+        time.sleep(0.1)
+    assert int(backend.execute(alive(name)).output) >= 2, "the edited command never ran"
+
+    client.runs.cancel(thread_id, run["run_id"], wait=True)
+
+    looks = []
+    for _ in range(10):
+        looks.append(backend.execute(alive(name)).output.strip())
+        if looks[-1] == "0":
+            break
+        time.sleep(0.1)
+    assert looks[-1] == "0", f"processes of the cancelled command still ran a second later: {looks}"
+    assert client.runs.get(thread_id, run["run_id"])["status"] == "interrupted"
+    assert backend.execute("echo next").output == "next\n"
+    client.threads.delete(thread_id)
 
 
 async def test_async_client_streams_an_interrupt_and_resumes_with_command(approvals: Served) -> None:
