@@ -197,11 +197,11 @@ def test_a_subpath_swapped_for_a_link_by_a_sandbox_mounting_the_volume_leads_now
     daytona: Daytona, link: str
 ) -> None:
     """A sandbox mounting the whole volume replaces another's subpath (`threads/a`) with a link to a
-    sibling or to a host path before that sandbox boots: neither its processes nor the file API may
-    see what the link leads to. The confined sandbox refuses to start instead."""
-    with volume_owner_and_confined(daytona) as (owner, confined):
-        swapped = owner.process.exec(f"rm -rf /mnt/v/threads/a && ln -s {link} /mnt/v/threads/a")
-        assert swapped.exit_code == 0, swapped.result
+    sibling or to a host path, while that sandbox runs and before it starts again: neither its
+    processes nor the file API may see what the link leads to. The confined sandbox refuses to
+    start again instead."""
+
+    def seen_through(confined: Sandbox) -> list[str]:
         seen = []
         for path in ("/mnt/v/private.txt", "/mnt/v/passwd"):  # the file API first: it needs no boot
             with contextlib.suppress(DaytonaError):
@@ -209,6 +209,16 @@ def test_a_subpath_swapped_for_a_link_by_a_sandbox_mounting_the_volume_leads_now
         for path in ("/mnt/v/private.txt", "/mnt/v/passwd"):
             with contextlib.suppress(DaytonaError):
                 seen.append(confined.process.exec(f"cat {path}; ls /mnt/v").result)
+        return seen
+
+    with volume_owner_and_confined(daytona) as (owner, confined):
+        swapped = owner.process.exec(f"rm -rf /mnt/v/threads/a && ln -s {link} /mnt/v/threads/a")
+        assert swapped.exit_code == 0, swapped.result
+        seen = seen_through(confined)
+        confined.stop()
+        with contextlib.suppress(DaytonaError):
+            confined.start()
+        seen += seen_through(confined)
         assert not any("TOP-SECRET" in text or "root:" in text or "shadow" in text for text in seen), seen
         confined.refresh_data()
         assert confined.state == "error"

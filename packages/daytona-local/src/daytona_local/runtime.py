@@ -137,7 +137,7 @@ class Container:
 
     @property
     def running(self) -> bool:
-        """Not stopped: either not launched yet (it boots on the first command) or alive."""
+        """Not stopped: either not launched yet or alive."""
         if self._stopped:
             return False
         return self._proc is None or (self._proc.poll() is None and self._sock is not None)
@@ -191,8 +191,8 @@ class Container:
 
     def launch(self) -> None:
         """Start bubblewrap and the init without waiting for them: `booted` completes when the init
-        answers (or fails with the reason). `spawn` launches on first use, so creating or starting
-        a sandbox costs no process until a command runs, and many sandboxes come up in parallel."""
+        answers (or fails with the reason, which `on_boot_failure` reports, awaited or not). A
+        start launches it; `spawn` launches it again after its processes died."""
         self._loop = asyncio.get_running_loop()
         self._staged = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -231,6 +231,7 @@ class Container:
         self._ready = self._loop.create_future()
         self._loop.add_reader(ours.fileno(), self._on_message)
         self.booted = self._loop.create_task(self._boot(self._proc))
+        self.booted.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved
 
     def _open_binds(self) -> dict[str, int]:
         """Descriptors of the writable mounts for `--bind-fd`; none where bubblewrap lacks it. A

@@ -241,7 +241,11 @@ class SandboxService:
         for mount in record.volumes:
             if mount.subpath:
                 self.make_volume_data(mount.volume_id)
-                make_dirs_beneath(str(self.store.volume_root(mount.volume_id)), mount.subpath, self._owner())
+                try:
+                    make_dirs_beneath(str(self.store.volume_root(mount.volume_id)), mount.subpath, self._owner())
+                except OSError as exc:  # a link on the way, say; the reason names no host path
+                    reason = f"cannot mount the volume's subpath {mount.subpath}: {(exc.strerror or '').lower()}"
+                    raise OSError(exc.errno, reason) from None
             if mount.mount_path.startswith(HOME + "/"):
                 # bubblewrap makes missing mount points; made here they belong to the sandbox user.
                 make_dirs_beneath(str(root / "home"), mount.mount_path[len(HOME) + 1 :], self._owner())
@@ -272,11 +276,14 @@ class SandboxService:
         return plan
 
     async def _run(self, record: SandboxRecord) -> None:
-        """Make the sandbox started: on disk now, its container on the first command."""
+        """Make the sandbox started: on disk, and its container booting, which the reply does not
+        wait for (the first command does, if it comes within the few tens of milliseconds a boot
+        takes). A started Daytona sandbox runs its container too: the first tool call of a thread
+        whose sandbox was made ahead of it (a warm start) finds it running."""
         if self.settings.start_delay_ms:
             await asyncio.sleep(self.settings.start_delay_ms / 1000)
         old_state = record.state
-        self._container(record, await asyncio.to_thread(self._materialize, record))
+        self._container(record, await asyncio.to_thread(self._materialize, record)).launch()
         self._state_changed(record, old_state)
 
     def _state_changed(self, record: SandboxRecord, old_state: str) -> None:
@@ -284,7 +291,7 @@ class SandboxService:
             self._publish(STATE_UPDATED, record, old_state)
 
     def _container(self, record: SandboxRecord, plan: MountPlan) -> Container:
-        """A new container for a started sandbox; it boots with the first command."""
+        """A new container for a started sandbox (not launched yet)."""
         self._plans[record.id] = plan
         container = Container(
             plan,
@@ -391,7 +398,12 @@ class SandboxService:
             try:
                 await self._run(record)
             except (ContainerGone, OSError) as exc:
-                raise start_failure(exc) from exc
+                failure = start_failure(exc)
+                await self._halt(record)
+                old_state, record.state, record.error_reason = record.state, "error", failure.message
+                await asyncio.to_thread(self.store.save_sandbox, record)
+                self._state_changed(record, old_state)
+                raise failure from exc
             return record
 
     async def stop(self, record: SandboxRecord) -> SandboxRecord:
