@@ -8,6 +8,7 @@ keeps the one-request path.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -15,11 +16,12 @@ from unittest.mock import patch
 
 import pytest
 from daytona import Daytona
+from langchain.agents import create_agent
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel._tools import _tool_call_writer
 
 from daytona_local.testing import LocalServer
-from deepagents_daytona import ScriptedChatModel, create_sandbox_agent, tool_call
+from deepagents_daytona import ScriptedChatModel, create_sandbox_agent, sandbox_tools, tool_call
 from deepagents_daytona.manager import SandboxManager
 from deepagents_daytona.output_stream import tool_output_writer
 from test_server import Served, say, serve
@@ -87,6 +89,28 @@ def test_a_streamed_output_is_cut_and_flagged_where_the_one_request_path_cuts_it
     assert (streamed.output, streamed.truncated, streamed.exit_code) == ("0123456789", True, 0)
     assert "".join(deltas) == streamed.output
     assert (plain.output, plain.truncated) == ("0123456789abcdef\n", False)
+
+
+@pytest.mark.parametrize("use_async", [False, True], ids=["sync", "async"])
+async def test_sandbox_tools_execute_streams_in_a_plain_langgraph_agent(
+    manager: SandboxManager, use_async: bool
+) -> None:
+    """`sandbox_tools()`'s execute, in `create_agent`'s graph (not ours), streams as well."""
+    model = ScriptedChatModel([tool_call("execute", command=SLOW_LINES), "done"])
+    agent = create_agent(model, tools=sandbox_tools(manager), checkpointer=InMemorySaver())
+    agent.stream_eager = True
+    config = {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:8]}"}}
+    request = {"messages": [{"role": "user", "content": "go"}]}
+    if use_async:
+        events = [event async for event in agent.astream(request, config, stream_mode="tools")]
+    else:
+        events = await asyncio.to_thread(lambda: list(agent.stream(request, config, stream_mode="tools")))
+
+    deltas = [event["delta"] for event in events if event["event"] == "tool-output-delta"]
+    finished = next(event for event in events if event["event"] == "tool-finished")
+    assert len(deltas) >= 2 and "line4" not in deltas[0], deltas
+    assert "".join(deltas) == "line1\nline2\nline3\nline4\nerr\n"
+    assert str(finished["output"].content).startswith("".join(deltas))
 
 
 async def test_the_streamed_result_equals_the_one_request_result(manager: SandboxManager) -> None:
