@@ -24,10 +24,10 @@ command), then becomes the sandbox user. It runs as the PID namespace's init (bu
 processes send its init the signals it handles: here SIGCHLD), nor trace it or open its
 descriptors (it is not dumpable).
 
-Spawning from a process already inside the namespaces costs a vfork, not a new container, which
-keeps an exec round trip in the low milliseconds; it imports only C modules so that a sandbox
-starts fast. When the server goes away the socket closes, this process exits, and the kernel ends
-every process in the sandbox's PID namespace with it.
+Spawning from a process already inside the namespaces costs an exec by a waiting spawner (or a
+vfork), not a new container, which keeps an exec round trip in the low milliseconds; it imports
+only C modules so that a sandbox starts fast. When the server goes away the socket closes, this
+process exits, and the kernel ends every process in the sandbox's PID namespace with it.
 """
 
 import _socket

@@ -266,7 +266,7 @@ class SandboxCgroup:
     def remove_commands(self, active: Iterable[Path]) -> None:
         """Remove every command cgroup, `active` ones included (after `kill`)."""
         for path in {*active, *self._free, *self._lingering}:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone already, or busy with what outlived the kill
                 path.rmdir()
         self._free.clear()
         self._lingering.clear()
@@ -294,7 +294,8 @@ class SandboxCgroup:
                 for pid in members:
                     self._kill_member(pid, path)
                 await asyncio.sleep(0.002)
-            _write(path / "pids.max", str(self._pids) if path == self.tracker else "max")  # reused after
+            with contextlib.suppress(FileNotFoundError):  # lift the freeze: a command's cgroup is reused
+                _write(path / "pids.max", str(self._pids) if path == self.tracker else "max")
         if _members(path):
             log.warning("processes of %s outlived %d kill passes", path.name, KILL_PASSES)
 
