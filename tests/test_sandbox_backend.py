@@ -9,9 +9,10 @@ import tracemalloc
 import uuid
 
 import pytest
-from daytona import Daytona, Sandbox
+from daytona import AsyncDaytona, Daytona, Sandbox
 from deepagents.backends.sandbox import MAX_BINARY_BYTES
 from deepagents.backends.utils import EMPTY_CONTENT_WARNING
+from langgraph.pregel._tools import _tool_call_writer
 
 from deepagents_daytona.config import DaytonaSettings
 from deepagents_daytona.errors import SandboxGoneError
@@ -63,6 +64,31 @@ def test_execute_returns_combined_output_and_exit_code(backend: DaytonaSandboxBa
 
 def test_execute_runs_in_the_root_dir(backend: DaytonaSandboxBackend) -> None:
     assert backend.execute("pwd").output.strip() == backend.root_dir
+
+
+def fresh_root() -> str:
+    return f"/home/daytona/m-{uuid.uuid4().hex[:8]}/ws"
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["one-request", "streamed"])
+def test_a_first_execute_makes_a_missing_root_dir_and_runs_there(sandbox: Sandbox, streamed: bool) -> None:
+    """`DaytonaSandboxBackend(sandbox)` on a fresh sandbox: its default root (the workspace path)
+    does not exist until something is written there; the first command must run, in it."""
+    made = DaytonaSandboxBackend(sandbox, root_dir=fresh_root(), settings=SETTINGS)
+    token = _tool_call_writer.set(lambda delta: None) if streamed else None
+    try:
+        result = made.execute("pwd; echo ran")
+    finally:
+        if token is not None:
+            _tool_call_writer.reset(token)
+    assert (result.exit_code, result.output) == (0, f"{made.root_dir}\nran\n")
+    assert made.execute("ls -ld . | cut -c1-10").output.strip() == "drwxr-xr-x"
+
+
+async def test_a_first_aexecute_makes_a_missing_root_dir_too(sandbox: Sandbox, async_daytona: AsyncDaytona) -> None:
+    made = DaytonaSandboxBackend(sandbox, await async_daytona.get(sandbox.id), root_dir=fresh_root(), settings=SETTINGS)
+    result = await made.aexecute("pwd; echo ran")
+    assert (result.exit_code, result.output) == (0, f"{made.root_dir}\nran\n")
 
 
 def test_execute_timeout_gives_exit_124_and_says_so(backend: DaytonaSandboxBackend) -> None:

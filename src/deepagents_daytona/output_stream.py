@@ -66,8 +66,11 @@ def tool_output_writer() -> ToolOutputWriter | None:
 
 def session_command(command: str, cwd: str, tag: str) -> str:
     """`command` as a session command that behaves as `process/execute` runs it: in a shell of
-    its own (the first of zsh, bash and sh, as the daemon picks), in `cwd`, stdin at EOF,
-    stderr merged into stdout, and tagged for `cancellation` (the shell too, so that a stop
-    leaves no shell to go on to the command's next line)."""
+    its own (the first of zsh, bash and sh, as the daemon picks), in `cwd` (made if missing, as
+    the one-request path does), stdin at EOF, stderr merged into stdout, and tagged for
+    `cancellation` (the shell too, so that a stop leaves no shell to go on to the command's next
+    line)."""
     shell = "$(command -v zsh || command -v bash || command -v sh)"
-    return f'cd {shlex.quote(cwd)} && {RUN_TAG_VARIABLE}={tag} "{shell}" -c {shlex.quote(command)} < /dev/null 2>&1'
+    where = shlex.quote(cwd)
+    enter = f"{{ cd {where} 2>/dev/null || {{ mkdir -p {where} && cd {where}; }}; }}"
+    return f'{enter} && {RUN_TAG_VARIABLE}={tag} "{shell}" -c {shlex.quote(command)} < /dev/null 2>&1'

@@ -326,12 +326,19 @@ class DaytonaSandboxBackend(BaseSandbox):
         seconds = self._settings.execute_timeout if timeout is None else timeout
         process = self._sync.process
         tag = new_run_tag()
-        try:
-            response = self._call(
+
+        def run() -> DaytonaExecuteResponse:
+            return self._call(
                 lambda: process.exec(command, cwd=cwd or self._root, env=run_env(tag), timeout=seconds),
                 idempotent=idempotent,
                 missing_is_routine=False,
             )
+
+        try:
+            response = run()
+            if cwd is None and self._root_missing(response):
+                self._call(lambda: self._sync.fs.create_folder(self._root, "755"))
+                response = run()
         except DaytonaError as exc:
             failed = _execute_failure(exc, seconds)
             if failed.exit_code == _TIMED_OUT:
@@ -435,14 +442,21 @@ class DaytonaSandboxBackend(BaseSandbox):
         if not command or not command.strip():
             return _EMPTY_COMMAND
         seconds = self._settings.execute_timeout if timeout is None else timeout
-        process = (await self._async()).process
+        sandbox = await self._async()
         tag = new_run_tag()
-        try:
-            response = await self._acall(
-                lambda: process.exec(command, cwd=cwd or self._root, env=run_env(tag), timeout=seconds),
+
+        async def run() -> DaytonaExecuteResponse:
+            return await self._acall(
+                lambda: sandbox.process.exec(command, cwd=cwd or self._root, env=run_env(tag), timeout=seconds),
                 idempotent=idempotent,
                 missing_is_routine=False,
             )
+
+        try:
+            response = await run()
+            if cwd is None and self._root_missing(response):
+                await self._acall(lambda: sandbox.fs.create_folder(self._root, "755"))
+                response = await run()
         except DaytonaError as exc:
             failed = _execute_failure(exc, seconds)
             if failed.exit_code == _TIMED_OUT:
@@ -503,6 +517,12 @@ class DaytonaSandboxBackend(BaseSandbox):
             await (await self._async()).process.exec(stop_script(tag), timeout=STOP_TIMEOUT)
         except (DaytonaError, SandboxError) as exc:
             logger.warning("Could not stop a command in sandbox %s: %s", self.id, exc)
+
+    def _root_missing(self, response: DaytonaExecuteResponse) -> bool:
+        """The daemon's answer when the command's directory does not exist, so it did not run: a
+        fresh sandbox has no `root_dir` until something is written there (the manager's sandboxes
+        mount the workspace there); the backend makes it and runs the command."""
+        return response.exit_code == -1 and (response.result or "").startswith(f"chdir {self._root}:")
 
     @staticmethod
     def _execute_response(response: DaytonaExecuteResponse) -> ExecuteResponse:
