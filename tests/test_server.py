@@ -286,20 +286,12 @@ def test_an_interrupt_on_execute_waits_and_resumes_with_command(approvals: Serve
     assert thread_id not in approvals.thread_sandboxes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "through serve's thread stream (langgraph-api 0.16: protocol v2, graph.astream_events(version='v3')) "
-        "the execute call's tool-started event and its deltas reach the langgraph_sdk client only once the "
-        "tool has finished (measured: a command waiting 5 s for the client, handle and first delta 7.0 s "
-        "after the resume, i.e. after it ended), while an "
-        "in-process astream(stream_mode='tools') of the same graph delivers them live; see issue 15's note"
-    ),
-)
 def test_a_delta_reaches_a_langgraph_sdk_client_through_serve_while_the_command_runs(approvals: Served) -> None:
     """The approval edits `execute` into a command that waits for a file the client creates only
     once it holds the first delta: the command finishes only if that delta crossed `serve`'s
-    thread stream while it ran."""
+    thread stream while it ran. Read as the raw `tools` events: langgraph-sdk 0.4's projections do
+    not show it (`thread.tool_calls` yields a call once it has finished, by design; the handles
+    `interleave_projections` yields as calls start never receive their deltas)."""
     client = approvals.client()
     thread_id = client.threads.create()["thread_id"]
     go = f"/tmp/go-{uuid.uuid4().hex[:8]}"
@@ -313,13 +305,14 @@ def test_a_delta_reaches_a_langgraph_sdk_client_through_serve_while_the_command_
         assert [call.name for call in thread.tool_calls] == ["write_file"] and thread.interrupted
         edit = {"type": "edit", "edited_action": {"name": "execute", "args": {"command": command}}}
         thread.run.respond({"decisions": [edit]})
-        for call in thread.tool_calls:
-            if call.name != "execute":
-                continue
-            for delta in call.deltas:
+        for event in thread.subscribe(["tools"]):
+            data = event["params"]["data"]
+            if data["event"] == "tool-output-delta":
                 if not deltas:
                     backend.execute(f"touch {go}")
-                deltas.append(delta)
+                deltas.append(data["delta"])
+            elif data["event"] == "tool-finished" and deltas:
+                break
     client.threads.delete(thread_id)
 
     assert "".join(deltas) == "ready\nfinished\n"
