@@ -71,6 +71,34 @@ def test_stop_kills_every_process_and_start_brings_back_the_files(daytona: Dayto
         daytona.delete(sandbox)
 
 
+def orphaned_bubblewraps() -> list[int]:
+    """bubblewrap processes whose parent is gone (reparented to pid 1): what a container killed
+    while it still set itself up leaves behind."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            status = (entry / "status").read_text()
+            name = status.split("\n", 1)[0].split()[1]
+            ppid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+            if name == "bwrap" and ppid == 1:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_sandbox_deleted_or_stopped_while_its_container_boots_leaves_no_process(daytona: Daytona) -> None:
+    """The container boots as the sandbox starts, without holding up the reply: a delete or stop
+    that comes at once must wait for the boot rather than kill bubblewrap mid-setup."""
+    before = set(orphaned_bubblewraps())
+    for round_ in range(8):
+        box = daytona.create()
+        if round_ % 2:
+            box.stop()
+            box.start()
+            assert box.process.exec("echo up").result.strip() == "up"
+        daytona.delete(box)
+    assert set(orphaned_bubblewraps()) - before == set()
+
+
 def test_stop_during_a_running_command_ends_it_with_an_error(daytona: Daytona) -> None:
     sandbox = daytona.create()
     outcome: list[object] = []

@@ -26,6 +26,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from .containment.cgroups import SandboxCgroup
 from .containment.seccomp import filter_fd
@@ -34,6 +35,8 @@ from .output import MAX_OUTPUT, READ_CHUNK, Output
 
 INIT_SOURCE = (Path(__file__).parent / "sandbox_init.py").read_bytes()
 READS_PER_TURN = 16  # pipe reads before the event loop gets a turn, however fast a command prints
+# How long a stop waits for a booting container to answer before it kills bubblewrap anyway.
+BOOT_SETTLE_SECONDS = 10.0
 
 
 class SpawnError(Exception):
@@ -255,7 +258,7 @@ class Container:
         except (TimeoutError, ContainerGone) as exc:
             stopped_on_purpose = self._stopped
             await self.stop()
-            error = await asyncio.to_thread(proc.stderr.read) if proc.stderr else b""
+            error = _written_so_far(proc.stderr) if proc.stderr else b""
             failure = ContainerGone(
                 f"sandbox container failed to start: {error.decode(errors='replace').strip() or exc}"
             )
@@ -399,9 +402,14 @@ class Container:
                 self._sock.send(f"kill\0{command.id}\0{int(sig)}\0{command.pid}".encode())
 
     async def stop(self) -> None:
-        """Kill every process of the sandbox and wait until they are gone."""
+        """Kill every process of the sandbox and wait until they are gone. A booting one is let
+        finish first: bubblewrap killed while it sets up leaves its inner half (already in the new
+        PID namespace, not yet in the sandbox's cgroups) waiting forever for its parent."""
         self._stopped = True
         proc = self._proc
+        if proc is not None and proc.poll() is None and self._ready is not None and not self._ready.done():
+            with contextlib.suppress(TimeoutError, ContainerGone):
+                await asyncio.wait_for(asyncio.shield(self._ready), BOOT_SETTLE_SECONDS)
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
@@ -414,6 +422,16 @@ class Container:
             await self.cgroup.kill()
             self.cgroup.remove_commands(self._command_cgroups.values())
             self._command_cgroups.clear()
+
+
+def _written_so_far(pipe: IO[bytes]) -> bytes:
+    """What a pipe holds now, without waiting for its writers to close it (a process bubblewrap
+    left behind may hold it open)."""
+    os.set_blocking(pipe.fileno(), False)
+    try:
+        return pipe.read() or b""
+    except BlockingIOError:
+        return b""
 
 
 async def read_into(fd: int, output: Output) -> None:
