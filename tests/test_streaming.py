@@ -198,6 +198,26 @@ async def test_without_the_tools_mode_execute_is_one_request(
     assert local_server.request_count - before == 1
 
 
+async def test_a_streamed_command_asks_for_no_exit_code(local_server: LocalServer, manager: SandboxManager) -> None:
+    """The end mark carries the exit code, so a warm backend's streamed command is the command and
+    its log's WebSocket, with no look at the command's record (which the daemon fills only as the
+    log closes, a second after the command)."""
+    backend = await manager.aget_thread_backend(f"q-{uuid.uuid4().hex[:8]}")
+    deltas: list[str] = []
+    token = _tool_call_writer.set(deltas.append)
+    try:
+        await backend.aexecute("true")  # the pooled session is made
+        before = local_server.request_count
+        result = await backend.aexecute("echo one; exit 4")
+        requests = local_server.request_count - before
+    finally:
+        _tool_call_writer.reset(token)
+
+    assert (result.output, result.exit_code) == ("one\n", 4)
+    assert deltas[-1] == "one\n"
+    assert requests == 1, "the command, then only its log's WebSocket (which daytona_local does not count)"
+
+
 @pytest.fixture(scope="module")
 def served(local_server: LocalServer, daytona: Daytona, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with serve(local_server, daytona, tmp_path_factory.mktemp("stream") / "data") as server:

@@ -7,10 +7,13 @@ so it reads that ContextVar itself, in `tool_output_writer`, the one place that 
 LangGraph's private module (tests/test_streaming.py fails if LangGraph moves it).
 
 When a writer is set, `execute` and `aexecute` run the command as a session command, run async,
-and follow its log: a session from the backend's pool (created once), the command, its log over a
-WebSocket, and its exit code: 3 requests. Otherwise they stay one request. The result is the
-one-request result: the whole output up to `MAX_STREAMED_OUTPUT` (daytona_local's cap for one
-`process/execute` reply), flagged `truncated` beyond it.
+and follow its log: a session from the backend's pool (created once), the command, and its log
+over a WebSocket: 2 requests. Otherwise they stay one request. The daemon closes a followed log
+only about a second after the command ends, so the session command ends its output with a mark
+carrying the exit code (`end_mark`): once it arrives the call returns, without that second and
+without asking for the exit code. The result is the one-request result: the whole output up to
+`MAX_STREAMED_OUTPUT` (daytona_local's cap for one `process/execute` reply), flagged `truncated`
+beyond it.
 """
 
 from __future__ import annotations
@@ -33,29 +36,65 @@ MAX_STREAMED_OUTPUT = 64 << 20
 """Characters of a streamed command's output kept (and streamed); the rest is dropped and flagged."""
 
 
-class StreamedOutput:
-    """The output of a streamed command: each chunk goes to the writer and is kept, up to
-    `MAX_STREAMED_OUTPUT` characters; the deltas add up to the final output."""
+def end_mark(tag: str) -> str:
+    """What `session_command` prints after the command, before its exit code and a newline: a
+    record separator and the call's random tag, which no command prints by chance."""
+    return f"\x1e{tag} "
 
-    def __init__(self, writer: ToolOutputWriter) -> None:
+
+class StreamedOutput:
+    """The output of a streamed command, up to its end mark: each chunk goes to the writer and is
+    kept, up to `MAX_STREAMED_OUTPUT` characters, so the deltas add up to the final output. The
+    mark's exit code lands in `exit_code`, and `on_end` is called."""
+
+    def __init__(self, writer: ToolOutputWriter, tag: str, on_end: Callable[[], None]) -> None:
         self._writer = writer
+        self._mark = end_mark(tag)
+        self._on_end = on_end
         self._room = MAX_STREAMED_OUTPUT
         self._chunks: list[str] = []
+        self._held = ""  # the end of what came, while it may be the start of the mark
         self.truncated = False
+        self.exit_code: int | None = None
 
     def __call__(self, chunk: str) -> None:
-        if not chunk or self.truncated:
+        if self.exit_code is not None or not chunk:
             return
-        if len(chunk) > self._room:
-            chunk, self.truncated = chunk[: self._room], True
-        self._room -= len(chunk)
-        if chunk:
-            self._chunks.append(chunk)
-            self._writer(chunk)
+        text = self._held + chunk
+        at = text.find(self._mark)
+        if at >= 0:
+            code, newline, _ = text[at + len(self._mark) :].partition("\n")
+            if not newline:  # the code is still on its way
+                self._held = text
+                return
+            self._keep(text[:at])
+            self.exit_code = int(code) if code.lstrip("-").isdigit() else None
+            self._on_end()
+            return
+        self._held = _start_of(self._mark, text)
+        self._keep(text[: len(text) - len(self._held)])
+
+    def _keep(self, text: str) -> None:
+        if not text or self.truncated:
+            return
+        if len(text) > self._room:
+            text, self.truncated = text[: self._room], True
+        self._room -= len(text)
+        if text:
+            self._chunks.append(text)
+            self._writer(text)
 
     @property
     def output(self) -> str:
         return "".join(self._chunks)
+
+
+def _start_of(mark: str, text: str) -> str:
+    """The longest end of `text` that `mark` begins with ("" nearly always)."""
+    for length in range(min(len(mark), len(text)), 0, -1):
+        if mark.startswith(text[-length:]):
+            return text[-length:]
+    return ""
 
 
 def tool_output_writer() -> ToolOutputWriter | None:
@@ -69,8 +108,10 @@ def session_command(command: str, cwd: str, tag: str) -> str:
     its own (the first of zsh, bash and sh, as the daemon picks), in `cwd` (made if missing, as
     the one-request path does), stdin at EOF, stderr merged into stdout, and tagged for
     `cancellation` (the shell too, so that a stop leaves no shell to go on to the command's next
-    line)."""
+    line); then the end mark and the exit code."""
     shell = "$(command -v zsh || command -v bash || command -v sh)"
     where = shlex.quote(cwd)
     enter = f"{{ cd {where} 2>/dev/null || {{ mkdir -p {where} && cd {where}; }}; }}"
-    return f'{enter} && {RUN_TAG_VARIABLE}={tag} "{shell}" -c {shlex.quote(command)} < /dev/null 2>&1'
+    run = f'{enter} && {RUN_TAG_VARIABLE}={tag} "{shell}" -c {shlex.quote(command)} < /dev/null 2>&1'
+    # The mark, then the same exit code for the session's own record (`exit` would end the session).
+    return f'{run}; set -- $?; printf \'\\036%s %s\\n\' {tag} "$1"; (exit "$1")'

@@ -363,7 +363,8 @@ class DaytonaSandboxBackend(BaseSandbox):
         deadline: a timeout or an interrupt stops the command first, which ends the log."""
         process = self._sync.process
         tag = new_run_tag()
-        collected = StreamedOutput(writer)
+        ended = threading.Event()
+        collected = StreamedOutput(writer, tag, ended.set)
         deadline = time.monotonic() + seconds if seconds else None
         follower: threading.Thread | None = None
         try:
@@ -386,16 +387,20 @@ class DaytonaSandboxBackend(BaseSandbox):
                     asyncio.run(process.get_session_command_logs_async(session, started.cmd_id, collected, collected))
                 except BaseException as exc:  # handed to the caller's thread
                     failures.append(exc)
+                finally:
+                    ended.set()
 
+            # The follower outlives the mark by the daemon's second; what it hears then is ignored.
             follower = threading.Thread(target=follow, name=f"follow-{self.id}", daemon=True)
             follower.start()
-            follower.join(None if deadline is None else max(deadline - time.monotonic(), 0))
-            if follower.is_alive():
+            if not ended.wait(None if deadline is None else max(deadline - time.monotonic(), 0)):
                 self._stop_followed(tag, follower)
                 return _execute_failure(DaytonaTimeoutError("streamed command timed out"), seconds)
-            if failures:
-                raise failures[0]
-            exit_code = self._session_exit_code(process, session, started.cmd_id)
+            exit_code = collected.exit_code
+            if exit_code is None:  # no mark: the command's shell was killed, or the follow failed
+                if failures:
+                    raise failures[0]
+                exit_code = self._session_exit_code(process, session, started.cmd_id)
         except DaytonaError as exc:
             return _execute_failure(exc, seconds)
         except BaseException:  # an interrupt
@@ -472,7 +477,8 @@ class DaytonaSandboxBackend(BaseSandbox):
         the same output and exit code as the one-request path, timeouts and cancellation alike."""
         process = (await self._async()).process
         tag = new_run_tag()
-        collected = StreamedOutput(writer)
+        ended = asyncio.Event()
+        collected = StreamedOutput(writer, tag, ended.set)
         try:
             async with asyncio.timeout(seconds or None):
                 session, new = self._take_session()
@@ -485,8 +491,12 @@ class DaytonaSandboxBackend(BaseSandbox):
                     SessionExecuteRequest(command=session_command(command, self._root, tag), run_async=True),
                     timeout=seconds or None,
                 )
-                await process.get_session_command_logs_async(session, started.cmd_id, collected, collected)
-                exit_code = await self._asession_exit_code(process, session, started.cmd_id)
+                await _until_marked_end(
+                    process.get_session_command_logs_async(session, started.cmd_id, collected, collected), ended
+                )
+                exit_code = collected.exit_code
+                if exit_code is None:  # no mark: the command's shell was killed
+                    exit_code = await self._asession_exit_code(process, session, started.cmd_id)
         except TimeoutError:
             await self._astop(tag)
             return _execute_failure(DaytonaTimeoutError("streamed command timed out"), seconds)
@@ -1133,6 +1143,23 @@ def _is_empty_file(exc: DaytonaError) -> bool:
 
 _TIMED_OUT = 124
 _EXIT_CODE_LOOKS = 150
+
+
+async def _until_marked_end(follow: Awaitable[None], ended: asyncio.Event) -> None:
+    """Follow a log until its end mark (see `output_stream`) or its end, whichever comes first:
+    the daemon closes it only about a second after the command."""
+    following = asyncio.ensure_future(follow)
+    marked = asyncio.ensure_future(ended.wait())
+    try:
+        await asyncio.wait({following, marked}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        marked.cancel()
+        if not following.done():
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
+    if not ended.is_set():
+        following.result()  # the follow's own error, if it failed
 
 
 def _execute_failure(exc: DaytonaError, seconds: int) -> ExecuteResponse:
