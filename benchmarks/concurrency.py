@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
 import tempfile
 import time
@@ -53,7 +52,7 @@ from daytona import (
     VolumeMount,
 )
 
-from daytona_local.testing import LocalServer, LocalServerProcess
+from daytona_local.testing import LocalServer, LocalServerProcess, file_system_of, tmpfs_dir
 from deepagents_daytona.config import DaytonaSettings
 from deepagents_daytona.manager import MANAGED_LABEL, ROLE_LABEL, ROLE_THREAD, THREAD_KEY_LABEL, SandboxManager
 
@@ -209,24 +208,6 @@ def measure_requests(server: LocalServer) -> tuple[float, int, int]:
     return hit_us, hit_requests, server.request_count - before
 
 
-def default_data_parent() -> str | None:
-    """tmpfs where the machine has a writable one, else the temp dir."""
-    shm = "/dev/shm"
-    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-
-
-def file_system_of(path: str) -> str:
-    """The type of the file system `path` lives on, from the longest matching mount point."""
-    real, best, kind = os.path.realpath(path), "", "?"
-    with open("/proc/mounts") as mounts:
-        for line in mounts:
-            _, mount_point, fs_type, *_ = line.split()
-            inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
-            if inside and len(mount_point) > len(best):
-                best, kind = mount_point, fs_type
-    return kind
-
-
 def report_concurrency(
     latency_ms: float, start_delay_ms: float, threads: int, rounds: int, data_parent: str | None
 ) -> None:
@@ -254,9 +235,7 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5, help="rounds per scenario; medians are printed")
-    parser.add_argument(
-        "--data-dir", default=default_data_parent(), help="where the server keeps its data (default: /dev/shm)"
-    )
+    parser.add_argument("--data-dir", default=tmpfs_dir(), help="where the server keeps its data (default: /dev/shm)")
     args = parser.parse_args()
     data_parent = args.data_dir or tempfile.gettempdir()
     print(f"SandboxManager concurrency on daytona_local (server in its own process, {args.threads} threads)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -118,3 +119,22 @@ class LocalServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def tmpfs_dir() -> str | None:
+    """A writable tmpfs (/dev/shm) for a benchmark server's data, or None for the temp dir: on a
+    disk, file work left by an earlier run (a test suite's freed inodes) slows the server measured."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
+def file_system_of(path: str) -> str:
+    """The type of the file system `path` lives on, from the longest matching mount point."""
+    real, best, kind = os.path.realpath(path), "", "?"
+    with open("/proc/mounts") as mounts:
+        for line in mounts:
+            _, mount_point, fs_type, *_ = line.split()
+            inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+            if inside and len(mount_point) > len(best):
+                best, kind = mount_point, fs_type
+    return kind
