@@ -133,6 +133,18 @@ def final_text(values: dict[str, Any]) -> str:
     return str(values["messages"][-1]["content"])
 
 
+def tools_run(values: dict[str, Any]) -> list[str]:
+    """The tools a thread's state says have run, in order."""
+    return [m["name"] for m in values["messages"] if m["type"] == "tool"]
+
+
+# langgraph-sdk 0.4.14 learns of a pause on a second event stream (its lifecycle watcher:
+# `_apply_lifecycle_event` -> `_signal_paused` ends every projection), which can overtake the
+# tools stream still replaying the calls made before the pause. So a projection read up to a pause
+# yields those calls or fewer; the thread's state is what says which ran.
+PAUSE_RACE = "a projection ends at the pause, possibly before the calls made just before it"
+
+
 # ---- what a chat UI calls first ---------------------------------------------------------------
 def test_meta_routes_and_assistants(served: Served) -> None:
     info = httpx.get(f"{served.url}/info", timeout=30)
@@ -302,7 +314,9 @@ def test_a_delta_reaches_a_langgraph_sdk_client_through_serve_while_the_command_
     deltas: list[str] = []
     with client.threads.stream(thread_id, assistant_id="agent") as thread:
         thread.run.start(input=say("stream it live"))
-        assert [call.name for call in thread.tool_calls] == ["write_file"] and thread.interrupted
+        before = [call.name for call in thread.tool_calls]  # ends when the run pauses (PAUSE_RACE)
+        assert thread.interrupted and set(before) <= {"write_file"}, PAUSE_RACE
+        assert tools_run(client.threads.get_state(thread_id)["values"]) == ["write_file"]
         edit = {"type": "edit", "edited_action": {"name": "execute", "args": {"command": command}}}
         thread.run.respond({"decisions": [edit]})
         for event in thread.subscribe(["tools"]):
@@ -372,8 +386,8 @@ async def test_async_thread_stream_pauses_on_the_interrupt_and_a_rejection_resum
     thread_id = (await client.threads.create())["thread_id"]
     async with client.threads.stream(thread_id, assistant_id="agent") as thread:
         await thread.run.start(input=say("not that"))
-        before = [call.name async for call in thread.tool_calls]  # ends when the run pauses
-        assert thread.interrupted and before == ["write_file"]
+        before = [call.name async for call in thread.tool_calls]  # ends when the run pauses (PAUSE_RACE)
+        assert thread.interrupted and set(before) <= {"write_file"}, PAUSE_RACE
         assert len(thread.interrupts) == 1
         # langgraph-api 0.16.7 sends the interrupt's value as `payload`, which langgraph-sdk 0.4.14 reads as
         # `value` (so it is None there); the thread's state has it.
@@ -384,6 +398,7 @@ async def test_async_thread_stream_pauses_on_the_interrupt_and_a_rejection_resum
             await asyncio.sleep(0.1)
         (pending,) = pending_interrupts
         assert pending["value"]["action_requests"][0]["name"] == "execute"
+        assert tools_run((await client.threads.get_state(thread_id))["values"]) == ["write_file"]
         await thread.run.respond({"decisions": [{"type": "reject", "message": "not now"}]})
         after = [call.name async for call in thread.tool_calls]
         final = await thread.output
