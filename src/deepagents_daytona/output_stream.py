@@ -114,4 +114,4 @@ def session_command(command: str, cwd: str, tag: str) -> str:
     enter = f"{{ cd {where} 2>/dev/null || {{ mkdir -p {where} && cd {where}; }}; }}"
     run = f'{enter} && {RUN_TAG_VARIABLE}={tag} "{shell}" -c {shlex.quote(command)} < /dev/null 2>&1'
     # The mark, then the same exit code for the session's own record (`exit` would end the session).
-    return f'{run}; set -- $?; printf \'\\036%s %s\\n\' {tag} "$1"; (exit "$1")'
+    return f'{run}; set -- $?; printf \'%s%s\\n\' {shlex.quote(end_mark(tag))} "$1"; (exit "$1")'
