@@ -143,6 +143,32 @@ def test_writing_past_the_disk_quota_fails_with_enospc(small: Sandbox, small_ser
     small.process.exec("rm -f /home/daytona/fill")
 
 
+def test_a_start_while_the_stopped_disk_is_still_held_keeps_one_filesystem(
+    small: Sandbox, small_server: LocalServer
+) -> None:
+    """A stop detaches the disk, which the kernel may release only later (the container's mount
+    namespace lets go of it from a workqueue); a start in that window must not mount a second
+    filesystem over the same image. An open file held from the host keeps that window open as long
+    as the test needs: the files written on either side of it must all be there afterwards."""
+    require(small.disk, "disk")
+    small.fs.upload_file(b"before\n", "/home/daytona/before.txt")
+    held = os.open(small_server.settings.data_dir / "sandboxes" / small.id / "home" / "before.txt", os.O_RDWR)
+    try:
+        small.stop()
+        small.start()
+        small.fs.upload_file(b"during\n", "/home/daytona/during.txt")
+        assert small.process.exec("mkdir -p made/inside && echo ok > made/inside/f && cat before.txt").result == (
+            "before\n"
+        )
+        os.pwrite(held, b"BEFORE\n", 0)
+    finally:
+        os.close(held)
+    small.stop()
+    small.start()
+    listing = small.process.exec("cat before.txt during.txt made/inside/f").result
+    assert listing == "BEFORE\nduring\nok\n"
+
+
 def test_two_busy_loops_get_about_one_cpu(small: Sandbox) -> None:
     """CPU time over wall time, measured inside: the mechanism (a 1 vCPU quota), not a speed."""
     require(small.cpu, "cpu")

@@ -9,6 +9,14 @@ Volumes are outside the quota, as Daytona's are.
 A create must stay within tens of milliseconds, so nothing here starts a process on the way: mkfs
 runs once per size for a template whose few MiB of metadata each new image copies (holes stay
 holes), and the loop device and the mount are two ioctls and a mount(2).
+
+An image has one filesystem instance at a time. A stop detaches the mount, but the kernel may
+tear the filesystem down a little later (the container's mount namespace lets go of it from a
+workqueue; an open file keeps it as long as it is open). A start in that window that gave the
+image a second loop device would mount a second ext4 on the same bytes, and the first one's
+final writes would corrupt the second's (seen: `iget: checksum invalid` on the home directory
+after a stop and a start). So a start mounts the loop device still backing the image, if any:
+the kernel then hands back the live filesystem, or waits for it to go and mounts it afresh.
 """
 
 from __future__ import annotations
@@ -27,9 +35,11 @@ PROBE_MIB = 8
 # No journal (a sandbox's scratch space needs no crash recovery, and creating one costs time),
 # inodes made lazily, no reserved blocks: the whole size is the sandbox's.
 MKFS_OPTIONS = ["-q", "-F", "-m", "0", "-O", "^has_journal", "-E", "lazy_itable_init=1,nodiscard"]
-LOOP_CTL_GET_FREE, LOOP_CONFIGURE, LO_FLAGS_AUTOCLEAR = 0x4C82, 0x4C0A, 4
-# struct loop_config: fd, block_size, struct loop_info64 (5 u64, 4 u32, names and key, 2 u64), reserved
-LOOP_CONFIG = struct.Struct("=II5Q4I64s64s32s2Q8Q")
+LOOP_CTL_GET_FREE, LOOP_CONFIGURE, LOOP_GET_STATUS64, LO_FLAGS_AUTOCLEAR = 0x4C82, 0x4C0A, 0x4C05, 4
+# struct loop_info64: device, inode, rdevice, offset, sizelimit, 4 u32, names and key, 2 u64
+LOOP_INFO = struct.Struct("=5Q4I64s64s32s2Q")
+# struct loop_config: fd, block_size, struct loop_info64, reserved
+LOOP_CONFIG = struct.Struct(f"=II{LOOP_INFO.format.lstrip('=')}8Q")
 MS_NOSUID, MS_NODEV, MS_NOATIME, MNT_DETACH = 2, 4, 1024, 2
 # The image is sparse, so its never-written inode tables already read as zeros: no lazy init thread.
 EXT4_OPTIONS = b"noinit_itable"
@@ -86,6 +96,31 @@ def _attach_loop(image: Path) -> tuple[str, int]:
             os.close(control)
     finally:
         os.close(backing)
+
+
+def _loop_backing(image: Path) -> tuple[str, int] | None:
+    """The loop device that still backs `image` and a descriptor of it, or None. Held open, the
+    device cannot be released under the caller; one being released (ENXIO) backs no live
+    filesystem any more, so a new device is then as good."""
+    wanted = os.fsencode(os.path.realpath(image))
+    for backing_file in Path("/sys/block").glob("loop*/loop/backing_file"):
+        try:
+            if backing_file.read_bytes().rstrip(b"\n") != wanted:
+                continue
+            device = f"/dev/{backing_file.parent.parent.name}"
+            loop = os.open(device, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:  # released meanwhile, or being released
+            continue
+        try:
+            status = fcntl.ioctl(loop, LOOP_GET_STATUS64, bytes(LOOP_INFO.size))
+            backing_device, backing_inode = LOOP_INFO.unpack(status)[:2]
+            stat = os.stat(image)
+            if (backing_device, backing_inode) == (stat.st_dev, stat.st_ino):
+                return device, loop
+        except OSError:
+            pass
+        os.close(loop)
+    return None
 
 
 def _run(argv: list[str]) -> None:
@@ -150,7 +185,7 @@ class DiskQuotas:
             _copy_sparse(self._template(size_mib), partial)
             partial.rename(image)
         directory.mkdir(parents=True, exist_ok=True)
-        device, loop = _attach_loop(image)
+        device, loop = _loop_backing(image) or _attach_loop(image)
         try:
             flags = MS_NOSUID | MS_NODEV | MS_NOATIME
             _check(LIBC.mount(device.encode(), os.fsencode(directory), b"ext4", flags, EXT4_OPTIONS), "mount")
