@@ -145,6 +145,17 @@ def tools_run(values: dict[str, Any]) -> list[str]:
 PAUSE_RACE = "a projection ends at the pause, possibly before the calls made just before it"
 
 
+def paused_state(client: SyncLangGraphClient, thread_id: str) -> dict[str, Any]:
+    """The thread's state once it holds the pause: the stream reports a pause as it happens, the
+    checkpoints up to it may land a moment later (the runtime writes them in the background)."""
+    for _ in range(100):
+        state = client.threads.get_state(thread_id)
+        if state["interrupts"]:
+            return state
+        time.sleep(0.1)
+    raise AssertionError("the thread's state never showed the pause its stream reported")
+
+
 # ---- what a chat UI calls first ---------------------------------------------------------------
 def test_meta_routes_and_assistants(served: Served) -> None:
     info = httpx.get(f"{served.url}/info", timeout=30)
@@ -316,7 +327,7 @@ def test_a_delta_reaches_a_langgraph_sdk_client_through_serve_while_the_command_
         thread.run.start(input=say("stream it live"))
         before = [call.name for call in thread.tool_calls]  # ends when the run pauses (PAUSE_RACE)
         assert thread.interrupted and set(before) <= {"write_file"}, PAUSE_RACE
-        assert tools_run(client.threads.get_state(thread_id)["values"]) == ["write_file"]
+        assert tools_run(paused_state(client, thread_id)["values"]) == ["write_file"]
         edit = {"type": "edit", "edited_action": {"name": "execute", "args": {"command": command}}}
         thread.run.respond({"decisions": [edit]})
         for event in thread.subscribe(["tools"]):
