@@ -17,10 +17,10 @@ setup: .venv/.synced system-deps
 
 # bubblewrap isolates sandboxes, libseccomp2 compiles their syscall filter and e2fsprogs makes their
 # disk images; cadaver and rclone are the real WebDAV clients the tests use; git answers the toolbox's
-# /git routes inside sandboxes.
+# /git routes inside sandboxes; postgresql is the server the [postgres] extra's savers are tested on.
 system-deps:
 	@missing=""; for pkg in bwrap:bubblewrap /usr/lib/*/libseccomp.so.2:libseccomp2 mkfs.ext4:e2fsprogs \
-	  cadaver:cadaver rclone:rclone git:git; do \
+	  cadaver:cadaver rclone:rclone git:git /usr/lib/postgresql/*/bin/initdb:postgresql; do \
 	  { command -v $${pkg%%:*} || ls $${pkg%%:*}; } >/dev/null 2>&1 || missing="$$missing $${pkg##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -14,6 +14,8 @@ from daytona import Daytona
 from deepagents import create_deep_agent
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -28,6 +30,7 @@ from deepagents_daytona import (
     tool_call,
 )
 from deepagents_daytona.manager import ROLE_THREAD
+from postgres_server import fresh_database, postgres_server
 
 
 class PruningSaver(InMemorySaver):
@@ -61,6 +64,22 @@ def thread_sandboxes(manager: SandboxManager) -> list[str | None]:
 def sqlite_saver(tmp_path: Path) -> Iterator[SqliteSaver]:
     with SqliteSaver.from_conn_string(str(tmp_path / "checkpoints.db")) as saver:
         yield saver
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server for the `[postgres]` extra's savers: the Agent Server's own store."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres: str) -> str:
+    return fresh_database(postgres)
+
+
+def checkpoint_count(saver: BaseCheckpointSaver, thread_id: str) -> int:
+    return len(list(saver.list({"configurable": {"thread_id": thread_id}})))
 
 
 @pytest.mark.parametrize("inner", ["memory", "sqlite"])
@@ -100,6 +119,50 @@ async def test_adelete_thread_and_aprune_destroy_sandboxes(async_manager: Sandbo
         await saver.aprune(["c"], strategy="delete_all")
         assert await async_manager.alist_sandboxes(role=ROLE_THREAD) == []
         assert await saver.aget_tuple({"configurable": {"thread_id": "c"}}) is None
+
+
+def test_postgres_delete_and_prune_destroy_only_that_threads_sandbox(
+    postgres_url: str, manager: SandboxManager
+) -> None:
+    """A delete, by `delete_thread` or by `prune`, destroys the thread's sandbox with its
+    checkpoints, and nothing of the other thread. (`keep_latest` goes to PostgresSaver's own prune,
+    which langgraph-checkpoint-postgres 3.2 refuses for threads with a DeltaChannel, as deep
+    agents' are: the pass-through is tested with PruningSaver, which can.)"""
+    with PostgresSaver.from_conn_string(postgres_url) as inner:
+        inner.setup()
+        saver = ThreadCleanupCheckpointer(inner, manager)
+        agent = agent_with(saver, manager, turns=2)
+        converse(agent, "pg-keep")
+        converse(agent, "pg-drop")
+        assert thread_sandboxes(manager) == ["pg-drop", "pg-keep"]
+        saver.delete_thread("pg-drop")
+        assert thread_sandboxes(manager) == ["pg-keep"]
+        assert checkpoint_count(saver, "pg-drop") == 0 and checkpoint_count(saver, "pg-keep") > 1
+        assert manager.get_thread_backend("pg-keep").execute("cat work.txt").output.strip() == "working"
+        saver.prune(["pg-keep"], strategy="delete")
+        assert thread_sandboxes(manager) == [] and checkpoint_count(saver, "pg-keep") == 0
+
+
+async def test_async_postgres_saver_deletes_threads_with_their_sandboxes(
+    postgres_url: str, async_manager: SandboxManager
+) -> None:
+    """The Agent Server's path with PostgreSQL: AsyncPostgresSaver under the wrapper."""
+    async with AsyncPostgresSaver.from_conn_string(postgres_url) as inner:
+        await inner.setup()
+        saver = ThreadCleanupCheckpointer(inner, async_manager)
+        script = [tool_call("execute", command="true"), "done"] * 2
+        agent = create_deep_agent(
+            model=ScriptedChatModel(script), backend=ThreadSandboxBackend(async_manager), checkpointer=saver
+        )
+        for thread_id in ("apg-a", "apg-b"):
+            await agent.ainvoke(
+                {"messages": [{"role": "user", "content": "x"}]}, {"configurable": {"thread_id": thread_id}}
+            )
+        await saver.adelete_thread("apg-a")
+        assert [s.thread_id for s in await async_manager.alist_sandboxes(role=ROLE_THREAD)] == ["apg-b"]
+        assert await saver.aget_tuple({"configurable": {"thread_id": "apg-a"}}) is None
+        await saver.aprune(["apg-b"], strategy="delete")
+        assert await async_manager.alist_sandboxes(role=ROLE_THREAD) == []
 
 
 def test_copy_thread_copies_checkpoints_and_workspace_for_savers_without_a_copy(
@@ -215,6 +278,23 @@ def test_cli_lists_and_reaps_with_a_sqlite_checkpointer(
     assert thread_sandboxes(manager) == ["cli-alive"]
     with sqlite3.connect(database) as connection:  # the checkpoint database was only read
         assert connection.execute("select count(*) from checkpoints").fetchone()[0] > 0
+
+
+def test_cli_reaps_with_a_postgres_checkpointer(
+    local_server: LocalServer, manager: SandboxManager, postgres_url: str
+) -> None:
+    with PostgresSaver.from_conn_string(postgres_url) as saver:
+        saver.setup()
+        converse(agent_with(saver, manager), "pg-cli-alive")
+        manager.get_thread_backend("pg-cli-orphan")
+        dry = _cli(local_server, manager, "sandboxes", "reap", "--checkpointer", postgres_url)
+        assert dry.returncode == 0, dry.stderr
+        assert "would delete" in dry.stdout and manager.thread_sandbox_name("pg-cli-orphan") in dry.stdout
+        assert "pg-cli-alive" not in dry.stdout
+        real = _cli(local_server, manager, "sandboxes", "reap", "--checkpointer", postgres_url, "--yes")
+        assert real.returncode == 0 and "deleted" in real.stdout, real.stderr
+        assert thread_sandboxes(manager) == ["pg-cli-alive"]
+        assert checkpoint_count(saver, "pg-cli-alive") > 0  # the checkpoint database was only read
 
 
 def test_cli_reap_refuses_without_a_criterion_and_names_a_missing_database(
