@@ -15,6 +15,16 @@ from deepagents_daytona.manager import SandboxManager
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server (its `postgres` database's URL), started on first use: the store of
+    a deployed Agent Server, for the `[postgres]` extra's savers."""
+    from postgres_server import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def local_server() -> Iterator[LocalServer]:
     with LocalServer() as server:
         yield server

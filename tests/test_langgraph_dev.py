@@ -3,7 +3,8 @@
 The official LangGraph Agent Server (in-memory runtime, as `langgraph dev` runs it) loads the
 example's graph, its `ThreadCleanupCheckpointer` (langgraph.json `checkpointer.path`), its
 WebDAV routes (`http.app`) and the token hook (`auth.path`); the official `langgraph_sdk` client
-drives it.
+drives it. Every test runs twice: with the example's SQLite checkpoints and with PostgreSQL
+(`DEEPAGENTS_CHECKPOINTS=postgresql://...`, what replicas sharing their checkpoints use).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from langgraph_sdk.errors import AuthenticationError
 from daytona_local.testing import LocalServer
 from deepagents_daytona import SandboxManager
 from deepagents_daytona.manager import ROLE_THREAD
+from postgres_server import fresh_database
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "langgraph_server"
 TOKEN = "webdav-token-for-tests-0123456789"
@@ -37,10 +39,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def langgraph_dev(local_server: LocalServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def langgraph_dev(
+    request: pytest.FixtureRequest, local_server: LocalServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     port = free_port()
     work = tmp_path_factory.mktemp("langgraph-dev")
+    if request.param == "postgres":
+        checkpoints = fresh_database(request.getfixturevalue("postgres"))
+    else:
+        checkpoints = str(work / "checkpoints.sqlite")
     env = {
         **os.environ,
         "DAYTONA_API_URL": local_server.api_url,
@@ -48,7 +56,7 @@ def langgraph_dev(local_server: LocalServer, tmp_path_factory: pytest.TempPathFa
         "DAYTONA_SANDBOX_NAME_PREFIX": "lgdev",
         "DAYTONA_WEBDAV_TOKEN": TOKEN,
         "DAYTONA_SERVER_TOKEN": SERVER_TOKEN,
-        "DEEPAGENTS_CHECKPOINTS": str(work / "checkpoints.sqlite"),
+        "DEEPAGENTS_CHECKPOINTS": checkpoints,
         "LANGSMITH_TRACING": "false",
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
     }

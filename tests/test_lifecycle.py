@@ -30,7 +30,7 @@ from deepagents_daytona import (
     tool_call,
 )
 from deepagents_daytona.manager import ROLE_THREAD
-from postgres_server import fresh_database, postgres_server
+from postgres_server import fresh_database
 
 
 class PruningSaver(InMemorySaver):
@@ -64,13 +64,6 @@ def thread_sandboxes(manager: SandboxManager) -> list[str | None]:
 def sqlite_saver(tmp_path: Path) -> Iterator[SqliteSaver]:
     with SqliteSaver.from_conn_string(str(tmp_path / "checkpoints.db")) as saver:
         yield saver
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """A real PostgreSQL server for the `[postgres]` extra's savers: the Agent Server's own store."""
-    with postgres_server() as url:
-        yield url
 
 
 @pytest.fixture
