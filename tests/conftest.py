@@ -12,14 +12,13 @@ from daytona import AsyncDaytona, AsyncSandbox, Daytona, DaytonaConfig, Sandbox
 from daytona_local.testing import LocalServer
 from deepagents_daytona.config import DaytonaSettings
 from deepagents_daytona.manager import SandboxManager
+from postgres_server import postgres_server
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
     """A real PostgreSQL server (its `postgres` database's URL), started on first use: the store of
     a deployed Agent Server, for the `[postgres]` extra's savers."""
-    from postgres_server import postgres_server
-
     with postgres_server() as url:
         yield url
 

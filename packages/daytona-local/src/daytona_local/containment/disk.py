@@ -180,12 +180,15 @@ class DiskQuotas:
         if os.path.ismount(directory):
             return
         image = self.image(sandbox_id)
-        if not image.exists():
+        backing = None
+        if image.exists():  # a start after a stop: its old loop device may still back it
+            backing = _loop_backing(image)
+        else:  # a create: nothing backs a new image, so no scan of every loop device (ms each)
             partial = image.with_suffix(".partial")
             _copy_sparse(self._template(size_mib), partial)
             partial.rename(image)
         directory.mkdir(parents=True, exist_ok=True)
-        device, loop = _loop_backing(image) or _attach_loop(image)
+        device, loop = backing or _attach_loop(image)
         try:
             flags = MS_NOSUID | MS_NODEV | MS_NOATIME
             _check(LIBC.mount(device.encode(), os.fsencode(directory), b"ext4", flags, EXT4_OPTIONS), "mount")
